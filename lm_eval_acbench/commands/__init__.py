@@ -1,0 +1,1 @@
+"""One module per ``acbench`` subcommand: ``configure(parser)`` and ``run(args) -> int``."""

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The README's two commands:  scripts/dev.sh demo   |   scripts/dev.sh test
+# Sets up .venv once (again whenever pyproject.toml changes), then runs the demo or every test
+# (fast and slow). Extra arguments go to `acbench demo` or pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=${ACBENCH_VENV:-.venv}
+python=${PYTHON:-python3}
+# The CPU wheel. It is installed before anything else so that no dependency can pull in a CUDA
+# build of torch; set ACBENCH_TORCH to another requirement on machines with a GPU.
+torch_req=${ACBENCH_TORCH:-torch==2.13.0}
+
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+want=$(cat pyproject.toml scripts/dev.sh | sha256sum | cut -c1-16)
+stamp="$venv/.acbench_setup_stamp"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet "$torch_req"
+    "$venv/bin/python" -m pip install --quiet -e ".[cpu]"
+    echo "$want" > "$stamp"
+fi
+
+command=${1:-}
+[ $# -gt 0 ] && shift
+case "$command" in
+    demo) exec "$venv/bin/acbench" demo "$@" ;;
+    test) exec "$venv/bin/python" -m pytest -m "slow or not slow" "$@" ;;
+    *) echo "usage: scripts/dev.sh demo|test [args...]" >&2; exit 2 ;;
+esac
