@@ -1,0 +1,1 @@
+"""Real-world environments for multi-turn episodes, one module each, one small protocol."""
