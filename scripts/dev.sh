@@ -15,7 +15,6 @@ torch_req=${ACBENCH_TORCH:-torch==2.13.0}
 want=$(cat pyproject.toml scripts/dev.sh | sha256sum | cut -c1-16)
 stamp="$venv/.acbench_setup_stamp"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet "$torch_req"
     "$venv/bin/python" -m pip install --quiet -e ".[cpu]"
     echo "$want" > "$stamp"
