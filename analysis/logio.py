@@ -1,0 +1,202 @@
+"""The logit log: an append-only folder of small Parquet shards plus ``meta.json``.
+
+One row per logged request (a prompt, or a corpus window). Columns:
+
+=============== ============== ===============================================================
+key             string         what lines runs up: ``task|doc_id|request_type|request_idx``
+task, doc_id    string, int64
+request_type    string         ``loglikelihood`` | ``generate_until`` | ``corpus``
+request_idx     int64
+prompt_hash     string         sha1 of the input token ids (int32 little-endian)
+input_ids       list<int32>    the teacher-forced input of the forward pass
+positions       list<int32>    logged positions p (the logits at p predict input p+1)
+topk_ids        list<int32>    P x K, flattened, descending logit
+topk_logits     list<float32>  P x K, flattened
+lse             list<float64>  P x len(temperatures): logsumexp(z/T) over the full vocabulary
+gram            list<float64>  P x P raw Gram matrix z z^T of the logged positions' logit rows
+generated_ids   list<int32>    tokens the model generated (generate_until), else empty
+=============== ============== ===============================================================
+
+``meta.json`` holds the model, the tokenizer's fingerprint, K, the position cap and the
+temperatures. Shards are written to a temporary name and renamed, so an interrupted run leaves
+only complete shards behind. pyarrow and numpy only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+FORMAT = "acbench-logits/1"
+META = "meta.json"
+SHARD_GLOB = "part-*.parquet"
+
+
+def prompt_hash(input_ids) -> str:
+    return hashlib.sha1(np.asarray(input_ids, dtype="<i4").tobytes()).hexdigest()
+
+
+def make_key(task: str, doc_id, request_type: str, request_idx) -> str:
+    return f"{task}|{doc_id}|{request_type}|{request_idx}"
+
+
+def _schema():
+    import pyarrow as pa
+
+    return pa.schema([
+        ("key", pa.string()), ("task", pa.string()), ("doc_id", pa.int64()),
+        ("request_type", pa.string()), ("request_idx", pa.int64()), ("prompt_hash", pa.string()),
+        ("input_ids", pa.list_(pa.int32())), ("positions", pa.list_(pa.int32())),
+        ("topk_ids", pa.list_(pa.int32())), ("topk_logits", pa.list_(pa.float32())),
+        ("lse", pa.list_(pa.float64())), ("gram", pa.list_(pa.float64())),
+        ("generated_ids", pa.list_(pa.int32())),
+    ])
+
+
+def write_meta(folder: Path, meta: dict) -> None:
+    """Write ``meta.json``; refuse to mix a different model or tokenizer into an existing log."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / META
+    meta = {"format": FORMAT, **meta}
+    if path.exists():
+        old = json.loads(path.read_text())
+        for field in ("model", "tokenizer_hash", "top_k", "temperatures"):
+            if field in old and field in meta and old[field] != meta[field]:
+                raise ValueError(
+                    f"{folder} already holds a log with {field}={old[field]!r}, not {meta[field]!r}; "
+                    "use a new folder per model")
+        return
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_meta(folder: Path) -> dict:
+    path = Path(folder) / META
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a logit log (no {META})")
+    return json.loads(path.read_text())
+
+
+class LogWriter:
+    """Buffers records and writes them as Parquet shards of ``flush_every`` rows."""
+
+    def __init__(self, folder: Path, flush_every: int = 64) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.flush_every = max(1, int(flush_every))
+        self._rows: list[dict] = []
+        self._seq = 0
+        self._stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        self.written = 0
+
+    def add(self, *, task: str, doc_id: int, request_type: str, request_idx: int,
+            input_ids, positions, topk_ids, topk_logits, lse, gram, generated_ids=()) -> None:
+        input_ids = np.asarray(input_ids, dtype=np.int32)
+        self._rows.append({
+            "key": make_key(task, doc_id, request_type, request_idx),
+            "task": str(task), "doc_id": int(doc_id), "request_type": request_type,
+            "request_idx": int(request_idx), "prompt_hash": prompt_hash(input_ids),
+            "input_ids": input_ids,
+            "positions": np.asarray(positions, dtype=np.int32),
+            "topk_ids": np.asarray(topk_ids, dtype=np.int32).ravel(),
+            "topk_logits": np.asarray(topk_logits, dtype=np.float32).ravel(),
+            "lse": np.asarray(lse, dtype=np.float64).ravel(),
+            "gram": np.asarray(gram, dtype=np.float64).ravel(),
+            "generated_ids": np.asarray(generated_ids, dtype=np.int32),
+        })
+        if len(self._rows) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = _schema()
+        columns = {name: [row[name] for row in self._rows] for name in schema.names}
+        table = pa.table({name: pa.array(columns[name], type=schema.field(name).type)
+                          for name in schema.names}, schema=schema)
+        name = f"part-{self._stamp}-{self._seq:06d}.parquet"
+        tmp = self.folder / (name + ".tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, self.folder / name)
+        self._seq += 1
+        self.written += len(self._rows)
+        self._rows = []
+
+    close = flush
+
+
+def shards(folder: Path) -> list[Path]:
+    return sorted(Path(folder).glob(SHARD_GLOB))
+
+
+def read_index(folder: Path):
+    """One row per logged record: key, prompt_hash, task, n_positions, shard, row (pandas)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frames = []
+    for shard in shards(folder):
+        t = pq.read_table(shard, columns=["key", "prompt_hash", "task", "positions"])
+        df = pd.DataFrame({
+            "key": t.column("key").to_pylist(),
+            "prompt_hash": t.column("prompt_hash").to_pylist(),
+            "task": t.column("task").to_pylist(),
+            "n_positions": t.column("positions").combine_chunks().value_lengths().to_numpy(),
+        })
+        df["shard"] = shard.name
+        df["row"] = np.arange(len(df))
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["key", "prompt_hash", "task", "n_positions", "shard", "row"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _list_column(table, name: str, dtype) -> tuple[np.ndarray, np.ndarray]:
+    col = table.column(name).combine_chunks()
+    offsets = col.offsets.to_numpy()
+    values = col.values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    return values, offsets
+
+
+def load_shard(path: Path, n_temperatures: int, top_k: int) -> list[dict]:
+    """Decode one shard into per-record dicts of numpy arrays (shapes restored)."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    keys = t.column("key").to_pylist()
+    hashes = t.column("prompt_hash").to_pylist()
+    tasks = t.column("task").to_pylist()
+    cols = {name: _list_column(t, name, dt) for name, dt in [
+        ("input_ids", np.int64), ("positions", np.int64), ("topk_ids", np.int64),
+        ("topk_logits", np.float32), ("lse", np.float64), ("gram", np.float64),
+        ("generated_ids", np.int64)]}
+    out = []
+    for i, key in enumerate(keys):
+        rec = {"key": key, "prompt_hash": hashes[i], "task": tasks[i]}
+        for name, (values, offsets) in cols.items():
+            rec[name] = values[offsets[i]:offsets[i + 1]]
+        p = len(rec["positions"])
+        rec["topk_ids"] = rec["topk_ids"].reshape(p, top_k)
+        rec["topk_logits"] = rec["topk_logits"].reshape(p, top_k)
+        rec["lse"] = rec["lse"].reshape(p, n_temperatures)
+        rec["gram"] = rec["gram"].reshape(p, p)
+        out.append(rec)
+    return out
+
+
+def iter_records(folder: Path) -> Iterator[dict]:
+    """Every record of a log, shard by shard (one shard in memory at a time)."""
+    meta = read_meta(folder)
+    for shard in shards(folder):
+        yield from load_shard(shard, len(meta["temperatures"]), int(meta["top_k"]))

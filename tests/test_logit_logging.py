@@ -1,0 +1,94 @@
+"""acbench-hf gives hf's outputs and logs what the analysis needs (tiny random Llama, in-process)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def _instances():
+    from lm_eval.api.instance import Instance
+
+    ctxs = ["The capital of France is", "pick up the red block, put it on", "Answer_1: There are 3 apples"]
+    ll = []
+    for d, ctx in enumerate(ctxs):
+        for i, cont in enumerate([" Paris", " the blue block", " 7"]):
+            ll.append(Instance("loglikelihood", {}, (ctx, cont), i, ("t_ll", d, 1)))
+    gen = [Instance("generate_until", {}, (ctx, {"until": ["\n\n"], "max_gen_toks": 6}), 0, ("t_gen", d, 1))
+           for d, ctx in enumerate(ctxs)]
+    other = [Instance("generate_until", {}, ("Node: 1: open", {"until": ["\n\n"], "max_gen_toks": 4}), 0,
+                      ("skipped_task", 0, 1))]
+    return ll, gen + other
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_dir, tmp_path_factory):
+    from lm_eval.models.huggingface import HFLM
+
+    from lm_eval_acbench.models import LogitLoggingHFLM
+
+    log_dir = tmp_path_factory.mktemp("logits")
+    plain = HFLM(pretrained=str(tiny_model_dir), device="cpu", batch_size=2, dtype="float32")
+    logging = LogitLoggingHFLM(pretrained=str(tiny_model_dir), device="cpu", batch_size=2, dtype="float32",
+                               logits_dir=str(log_dir), logits_top_k=8, logits_max_positions=5,
+                               logits_tasks="t_*", logits_temperatures="1|2", logits_flush_every=4)
+    return plain, logging, log_dir
+
+
+def test_same_outputs_and_records_match_a_full_forward(models):
+    from lm_eval_acbench.analysis.energy import logsumexp_rows
+    from lm_eval_acbench.analysis.logio import iter_records, read_meta
+    from lm_eval_acbench.analysis.rankcorr import topk_from_full
+
+    plain, logging, log_dir = models
+    ll, gen = _instances()
+    assert logging.loglikelihood(ll) == plain.loglikelihood(ll)
+    assert logging.generate_until(gen) == plain.generate_until(gen)
+    assert logging._acb_hidden_ok is True  # logits came from generate's own prefill
+
+    meta = read_meta(log_dir)
+    assert meta["top_k"] == 8 and meta["temperatures"] == [1.0, 2.0]
+    records = {r["key"]: r for r in iter_records(log_dir)}
+    # 9 loglikelihood + 3 generate_until requests of the selected tasks; "skipped_task" is not logged
+    assert len(records) == 12
+    assert not any(k.startswith("skipped_task") for k in records)
+    assert {r["key"].split("|")[2] for r in records.values()} == {"loglikelihood", "generate_until"}
+
+    model = plain.model
+    for rec in records.values():
+        ids = torch.tensor([rec["input_ids"].tolist()])
+        with torch.no_grad():
+            full = model(ids).logits[0].double().numpy()
+        pos = rec["positions"]
+        assert len(pos) == min(5, ids.shape[1]) and pos[-1] == ids.shape[1] - 1
+        z = full[pos]
+        want_ids, want_vals = topk_from_full(z, 8)
+        np.testing.assert_allclose(rec["topk_logits"], want_vals, rtol=1e-4, atol=1e-4)
+        # ids agree wherever the logits are not near-ties
+        gaps = np.abs(np.diff(want_vals, axis=1)).min() if want_vals.shape[1] > 1 else 1
+        if gaps > 1e-3:
+            assert (rec["topk_ids"] == want_ids).all()
+        np.testing.assert_allclose(rec["lse"][:, 0], logsumexp_rows(z, 1.0), rtol=1e-5)
+        np.testing.assert_allclose(rec["lse"][:, 1], logsumexp_rows(z, 2.0), rtol=1e-5)
+        np.testing.assert_allclose(rec["gram"], z @ z.T, rtol=1e-4)
+        if rec["key"].split("|")[2] == "generate_until":
+            assert len(rec["generated_ids"]) >= 1
+
+
+def test_no_logits_dir_logs_nothing(tiny_model_dir, tmp_path):
+    from lm_eval_acbench.models import LogitLoggingHFLM
+
+    lm = LogitLoggingHFLM(pretrained=str(tiny_model_dir), device="cpu", batch_size=1, dtype="float32")
+    ll, _ = _instances()
+    assert len(lm.loglikelihood(ll[:2])) == 2
+    assert lm._acb_writer is None
+
+
+def test_meta_refuses_a_different_model_in_the_same_folder(tmp_path):
+    from lm_eval_acbench.analysis.logio import write_meta
+
+    write_meta(tmp_path, {"model": "a", "tokenizer_hash": "x", "top_k": 8, "temperatures": [1.0]})
+    with pytest.raises(ValueError, match="tokenizer_hash"):
+        write_meta(tmp_path, {"model": "a", "tokenizer_hash": "y", "top_k": 8, "temperatures": [1.0]})
