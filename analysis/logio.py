@@ -200,3 +200,38 @@ def iter_records(folder: Path) -> Iterator[dict]:
     meta = read_meta(folder)
     for shard in shards(folder):
         yield from load_shard(shard, len(meta["temperatures"]), int(meta["top_k"]))
+
+
+def summarize_rows(logits: np.ndarray, top_k: int, temperatures) -> dict:
+    """numpy twin of ``lm_eval_acbench.models.summarize_positions`` (for corpora and tests).
+
+    Top-K sorted by descending logit (ties: ascending id), logsumexp(z/T) per temperature and
+    the raw Gram ``z z^T``, all over the full vocabulary, in float64.
+    """
+    from .rankcorr import topk_from_full
+
+    z = np.asarray(logits, dtype=np.float64)
+    ids, vals = topk_from_full(z, min(int(top_k), z.shape[-1]))
+    lse = []
+    for t in temperatures:
+        zt = z / float(t)
+        m = zt.max(axis=-1, keepdims=True)
+        lse.append((m + np.log(np.exp(zt - m).sum(axis=-1, keepdims=True)))[:, 0])
+    return {"topk_ids": ids, "topk_logits": vals, "lse": np.stack(lse, axis=-1), "gram": z @ z.T}
+
+
+def write_synthetic(folder: Path, logits_by_key: dict, *, model: str, top_k: int = 32,
+                    temperatures=(1.0,), tokenizer_hash: str = "synthetic", flush_every: int = 64,
+                    input_ids_by_key: dict | None = None) -> Path:
+    """Write a log from full logit matrices ``{(task, doc_id): (n, V) array}`` (tests, benches)."""
+    write_meta(folder, {"model": model, "tokenizer": "synthetic", "tokenizer_hash": tokenizer_hash,
+                        "top_k": int(top_k), "max_positions": None,
+                        "temperatures": [float(t) for t in temperatures], "source": "synthetic"})
+    writer = LogWriter(folder, flush_every=flush_every)
+    for (task, doc_id), z in logits_by_key.items():
+        n = z.shape[0]
+        ids = (input_ids_by_key or {}).get((task, doc_id), np.arange(n) + 7 * int(doc_id))
+        writer.add(task=task, doc_id=doc_id, request_type="corpus", request_idx=0, input_ids=ids,
+                   positions=np.arange(n), **summarize_rows(z, top_k, temperatures))
+    writer.close()
+    return Path(folder)

@@ -1,0 +1,259 @@
+"""``analyze_runs``: ERank, top-k ranking correlation and Energy of compressed vs base logit logs.
+
+Streams the logs shard by shard (a small cache of decoded shards), so memory does not grow with
+the log except for the per-position energies (8 bytes per position and model, kept because
+the Wasserstein-1 distance and the KS statistic need every value) and one row per sequence.
+
+Runs are lined up by record key (``task|doc_id|request_type|request_idx``). They are refused
+(:class:`RunMismatch`) when the tokenizers differ, when a key's prompt differs (different input
+token ids), or when keys are missing on either side, unless ``allow_partial=True``, in which case
+only the common keys are analysed and the summary says how many were left out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from . import energy as en
+from . import erank as er
+from . import logio
+from . import rankcorr as rc
+
+DEFAULT_KS = (3, 10, 20)
+
+
+class RunMismatch(ValueError):
+    """Two logit logs that cannot be compared; the message says which keys differ."""
+
+
+def _fmt_keys(keys, limit: int = 5) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+class _ShardCache:
+    def __init__(self, folder: Path, meta: dict, size: int = 3) -> None:
+        self.folder = Path(folder)
+        self.n_t = len(meta["temperatures"])
+        self.top_k = int(meta["top_k"])
+        self.size = size
+        self._cache: OrderedDict[str, list] = OrderedDict()
+
+    def get(self, shard: str, row: int) -> dict:
+        if shard not in self._cache:
+            self._cache[shard] = logio.load_shard(self.folder / shard, self.n_t, self.top_k)
+            if len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(shard)
+        return self._cache[shard][row]
+
+
+def match_runs(base: Path, comp: Path, *, allow_partial: bool = False, label: str = "compressed"):
+    """Check two logs line up; return (meta_b, meta_c, common index frame, overlap report)."""
+    meta_b, meta_c = logio.read_meta(base), logio.read_meta(comp)
+    if meta_b.get("tokenizer_hash") != meta_c.get("tokenizer_hash"):
+        raise RunMismatch(
+            f"{label}: different tokenizers (base {meta_b.get('tokenizer')!r} vs {meta_c.get('tokenizer')!r}); "
+            "logits of different vocabularies cannot be compared")
+    ib = logio.read_index(base).drop_duplicates("key", keep="first")
+    ic = logio.read_index(comp).drop_duplicates("key", keep="first")
+    if ib.empty:
+        raise RunMismatch(f"base log {base} holds no records")
+    merged = ib.merge(ic, on="key", how="outer", suffixes=("_b", "_c"), indicator=True)
+    only_b = merged.loc[merged["_merge"] == "left_only", "key"].tolist()
+    only_c = merged.loc[merged["_merge"] == "right_only", "key"].tolist()
+    both = merged[merged["_merge"] == "both"]
+    differ = both.loc[both["prompt_hash_b"] != both["prompt_hash_c"], "key"].tolist()
+    if differ:
+        raise RunMismatch(f"{label}: {len(differ)} keys have different prompts (input token ids): "
+                          f"{_fmt_keys(differ)}")
+    if (only_b or only_c) and not allow_partial:
+        parts = []
+        if only_b:
+            parts.append(f"{len(only_b)} keys only in the base log: {_fmt_keys(only_b)}")
+        if only_c:
+            parts.append(f"{len(only_c)} keys only in {label}: {_fmt_keys(only_c)}")
+        raise RunMismatch(f"{label}: runs do not match; " + "; ".join(parts)
+                          + " (pass allow_partial / --allow-partial to analyse the common keys)")
+    if both.empty:
+        raise RunMismatch(f"{label}: no common keys with the base log")
+    overlap = {"n_common": int(len(both)), "n_only_base": len(only_b), "n_only_compressed": len(only_c),
+               "only_base_keys": sorted(only_b)[:20], "only_compressed_keys": sorted(only_c)[:20]}
+    return meta_b, meta_c, both, overlap
+
+
+def _temperature_column(meta: dict, temperature: float, which: str) -> int:
+    temps = [float(t) for t in meta["temperatures"]]
+    for i, t in enumerate(temps):
+        if math.isclose(t, temperature, rel_tol=1e-9):
+            return i
+    raise RunMismatch(f"{which} log has logsumexp only at T in {temps}, not T={temperature}; energy at other "
+                      "temperatures cannot be recovered from a top-K log (log it with logits_temperatures)")
+
+
+def _cap(positions: np.ndarray, max_n: int | None) -> np.ndarray:
+    return positions if not max_n or len(positions) <= max_n else positions[-max_n:]
+
+
+def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: int | None = None,
+                 temperature: float = 1.0, allow_partial: bool = False, erank_cache: dict | None = None):
+    """Stream one base/compressed pair. Returns (summary dict, per-sequence rows, per-position
+    rows, energies (base, compressed))."""
+    meta_b, meta_c, common, overlap = match_runs(base, comp, allow_partial=allow_partial, label=label)
+    tb = _temperature_column(meta_b, temperature, "base")
+    tc = _temperature_column(meta_c, temperature, label)
+    max_k = max(ks)
+    if max_k > int(meta_b["top_k"]):
+        raise RunMismatch(f"k={max_k} exceeds the base log's top-K ({meta_b['top_k']})")
+    cache_b = _ShardCache(base, meta_b)
+    cache_c = _ShardCache(comp, meta_c)
+    erank_cache = {} if erank_cache is None else erank_cache
+    common = common.sort_values(["shard_b", "row_b"])
+    seq_rows, e_base, e_comp = [], [], []
+    acc = {k: np.zeros((4, 0)) for k in ks}  # per window position: tau_sum, tau_n, rho_sum, rho_n
+    totals = {k: {"covered": 0, "positions": 0} for k in ks}
+    n_positions = 0
+    for shard_b, group in common.groupby("shard_b", sort=False):
+        for row_b, shard_c, row_c, key in zip(group["row_b"], group["shard_c"], group["row_c"], group["key"]):
+            rb = cache_b.get(shard_b, int(row_b))
+            rcm = cache_c.get(shard_c, int(row_c))
+            pos, ib, ic = np.intersect1d(rb["positions"], rcm["positions"], return_indices=True)
+            if pos.size == 0:
+                continue
+            n_positions += pos.size
+            # ERank over the (capped) common positions: principal sub-matrix of each raw Gram
+            cap_pos = _cap(pos, max_n)
+            sel_b, sel_c = ib[-cap_pos.size:], ic[-cap_pos.size:]
+            ck = (key, tuple(cap_pos.tolist()))
+            if ck not in erank_cache:
+                erank_cache[ck] = er.erank_from_gram(rb["gram"][np.ix_(sel_b, sel_b)])
+            erank_b = erank_cache[ck]
+            erank_c = er.erank_from_gram(rcm["gram"][np.ix_(sel_c, sel_c)])
+            corr = rc.topk_rank_correlation(rb["topk_ids"][ib], rb["topk_logits"][ib],
+                                            rcm["topk_ids"][ic], rcm["topk_logits"][ic], ks=ks)
+            row = {"pair": label, "key": key, "task": rb["task"], "n_positions": int(pos.size),
+                   "n_erank": int(cap_pos.size), "erank_base": erank_b, "erank_compressed": erank_c}
+            for k in ks:
+                tau, rho, cov = corr[k]["tau"], corr[k]["rho"], corr[k]["covered"]
+                totals[k]["covered"] += int(cov.sum())
+                totals[k]["positions"] += int(cov.size)
+                row[f"tau_{k}"] = float(np.nanmean(tau)) if np.isfinite(tau).any() else float("nan")
+                row[f"rho_{k}"] = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+                if acc[k].shape[1] < pos.size:  # index within the logged window
+                    acc[k] = np.pad(acc[k], ((0, 0), (0, pos.size - acc[k].shape[1])))
+                ft, fr = np.isfinite(tau), np.isfinite(rho)
+                acc[k][0, :pos.size] += np.where(ft, tau, 0.0)
+                acc[k][1, :pos.size] += ft
+                acc[k][2, :pos.size] += np.where(fr, rho, 0.0)
+                acc[k][3, :pos.size] += fr
+            eb = en.energy_from_lse(rb["lse"][ib, tb], temperature)
+            ec = en.energy_from_lse(rcm["lse"][ic, tc], temperature)
+            e_base.append(eb)
+            e_comp.append(ec)
+            row["energy_base_mean"] = float(eb.mean())
+            row["energy_compressed_mean"] = float(ec.mean())
+            seq_rows.append(row)
+    e_base = np.concatenate(e_base) if e_base else np.zeros(0)
+    e_comp = np.concatenate(e_comp) if e_comp else np.zeros(0)
+    pos_rows = []
+    for k in ks:
+        for j in range(acc[k].shape[1]):
+            s = acc[k][:, j]
+            pos_rows.append({"pair": label, "k": k, "position": j,
+                             "tau_mean": s[0] / s[1] if s[1] else float("nan"), "tau_n": int(s[1]),
+                             "rho_mean": s[2] / s[3] if s[3] else float("nan"), "rho_n": int(s[3])})
+    eb_all = np.array([r["erank_base"] for r in seq_rows])
+    ec_all = np.array([r["erank_compressed"] for r in seq_rows])
+    rank_summary = {}
+    for k in ks:
+        taus = np.array([r[f"tau_{k}"] for r in seq_rows])
+        rhos = np.array([r[f"rho_{k}"] for r in seq_rows])
+        tot = totals[k]
+        w_tau, n_tau, w_rho, n_rho = acc[k].sum(axis=1)
+        rank_summary[str(k)] = {
+            "tau_mean_over_sequences": _nanmean(taus), "rho_mean_over_sequences": _nanmean(rhos),
+            "tau_mean_over_positions": w_tau / n_tau if n_tau else float("nan"),
+            "rho_mean_over_positions": w_rho / n_rho if n_rho else float("nan"),
+            "positions": tot["positions"],
+            "not_covered_share": 1 - tot["covered"] / tot["positions"] if tot["positions"] else float("nan"),
+        }
+    summary = {
+        "label": label, "path": str(comp), "model": meta_c.get("model"), "overlap": overlap,
+        "positions": int(n_positions), "sequences": len(seq_rows),
+        "erank": er.diff_erank(eb_all, ec_all), "rank_correlation": rank_summary,
+        "energy": en.energy_shift(e_base, e_comp),
+    }
+    return summary, seq_rows, pos_rows, (e_base, e_comp)
+
+
+def _nanmean(a: np.ndarray) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    return float(np.nanmean(a)) if np.isfinite(a).any() else float("nan")
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def analyze_runs(base: Path, compressed: dict, out: Path, *, ks=DEFAULT_KS, max_n: int | None = None,
+                 temperature: float = 1.0, allow_partial: bool = False, base_label: str = "base") -> Path:
+    """Analyse every compressed log against the base log; write ``out`` and return it.
+
+    ``out`` receives ``summary.json`` (machine-readable: per pair ERank/Diff-eRank, rank
+    correlation per k with the share of positions not covered by the compressed top-K, energy
+    mean shift / Wasserstein-1 / KS, and the key overlap), ``per_sequence.csv``,
+    ``per_position.csv`` (mean tau/rho per k and position in the logged window) and
+    ``energy_<label>.npz`` (the paired base/compressed energies, for the histograms).
+    """
+    import pandas as pd
+
+    base = Path(base)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ks = tuple(sorted({int(k) for k in ks}))
+    meta_b = logio.read_meta(base)
+    summaries, seq_frames, pos_frames = {}, [], []
+    erank_cache: dict = {}
+    for label, path in compressed.items():
+        summary, seq_rows, pos_rows, (eb, ec) = analyze_pair(
+            base, Path(path), label=label, ks=ks, max_n=max_n, temperature=temperature,
+            allow_partial=allow_partial, erank_cache=erank_cache)
+        summaries[label] = summary
+        seq_frames.append(pd.DataFrame(seq_rows))
+        pos_frames.append(pd.DataFrame(pos_rows))
+        np.savez_compressed(out / f"energy_{_safe(label)}.npz", base=eb.astype(np.float32),
+                            compressed=ec.astype(np.float32))
+    result = {
+        "base": {"label": base_label, "path": str(base), "model": meta_b.get("model"),
+                 "tokenizer": meta_b.get("tokenizer"), "source": meta_b.get("source"),
+                 "corpus": meta_b.get("corpus")},
+        "settings": {"ks": list(ks), "max_n": max_n, "temperature": temperature,
+                     "allow_partial": allow_partial, "top_k": meta_b.get("top_k")},
+        "pairs": summaries,
+        "erank_per_model": {base_label: next(iter(summaries.values()))["erank"]["erank_base"] if summaries else None,
+                            **{label: s["erank"]["erank_compressed"] for label, s in summaries.items()}},
+        "energy_files": {label: f"energy_{_safe(label)}.npz" for label in summaries},
+    }
+    (out / "summary.json").write_text(json.dumps(_json_safe(result), indent=2, sort_keys=False))
+    if seq_frames:
+        pd.concat(seq_frames, ignore_index=True).to_csv(out / "per_sequence.csv", index=False)
+        pd.concat(pos_frames, ignore_index=True).to_csv(out / "per_position.csv", index=False)
+    return out
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
