@@ -1,0 +1,348 @@
+"""Decode the tool calls in a model's text output, in the formats models really emit.
+
+:func:`parse_tool_calls` turns a completion into a list of calls in BFCL's decoded form,
+``[{function_name: {argument: value}}, ...]``, or into no calls with a reason. Formats, tried in
+this order:
+
+1. ``<tool_call>{...}</tool_call>`` blocks (Qwen/Hermes); an unclosed last block runs to the end;
+2. JSON: an object or a list of objects, bare or inside a ```json fence, optionally after
+   Llama-3's ``<|python_tag|>``; several objects separated by ``;`` or new lines are one list.
+   Accepted object shapes: ``{"name": f, "arguments": {...}}`` (also ``"parameters"`` as Llama 3
+   writes it, or ``"args"``; a JSON-encoded string of arguments is decoded),
+   ``{"function": {"name": f, "arguments": ...}}`` (OpenAI), ``{"tool_calls": [...]}`` and
+   BFCL's own ``{f: {...}}``;
+3. Python call syntax, ``f(a=1, b="x")`` or ``[f(a=1), g.h(b=2)]``, read with :mod:`ast` and
+   never evaluated. As in BFCL's decoder, keyword arguments become the call's arguments and
+   positional ones are dropped; a name stands for itself as a string (``x=pi`` gives ``"pi"``);
+   arithmetic on number literals is computed (``2**10`` gives 1024, within small bounds), any
+   other expression becomes its source text.
+
+Limits: outputs over :data:`MAX_CHARS` characters and values nested deeper than
+:data:`MAX_DEPTH` give no calls with a reason instead of raising.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_CHARS = 200_000
+MAX_DEPTH = 40
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)(?:```|\Z)", re.S)
+_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.S)
+_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S)
+_ARG_KEYS = ("arguments", "parameters", "args")
+
+
+@dataclass(frozen=True)
+class ParsedCalls:
+    """What was decoded: ``calls`` in BFCL form, the ``format`` it came in, or an ``error``."""
+
+    calls: list[dict] = field(default_factory=list)
+    format: str = "none"  # tool_call_tags | json | python | none
+    error: str | None = None
+
+    @property
+    def has_calls(self) -> bool:
+        return bool(self.calls)
+
+
+class _NotACall(ValueError):
+    pass
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of lists/dicts, iteratively; stops counting past ``limit``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            deepest = max(deepest, level)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _bracket_depth(text: str) -> int:
+    depth = deepest = 0
+    for char in text:
+        if char in "[{(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]})":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _call_from_object(obj: Any) -> list[dict]:
+    """One JSON value to calls; raises _NotACall when it is not a function-call shape."""
+    if isinstance(obj, list):
+        calls: list[dict] = []
+        for item in obj:
+            calls.extend(_call_from_object(item))
+        return calls
+    if not isinstance(obj, dict):
+        raise _NotACall(f"a JSON {type(obj).__name__} is not a function call")
+    if "tool_calls" in obj and isinstance(obj["tool_calls"], list):
+        return _call_from_object(obj["tool_calls"])
+    if isinstance(obj.get("function"), dict) and "name" in obj["function"]:
+        return _call_from_object(obj["function"])
+    name = obj.get("name")
+    if isinstance(name, str):
+        args: Any = {}
+        for key in _ARG_KEYS:
+            if key in obj:
+                args = obj[key]
+                break
+        if isinstance(args, str):
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except (ValueError, RecursionError) as exc:
+                raise _NotACall(f"arguments of {name!r} are a string that is not JSON") from exc
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise _NotACall(f"arguments of {name!r} are a {type(args).__name__}, not an object")
+        return [{name: args}]
+    if len(obj) == 1:
+        (key, value), = obj.items()
+        if isinstance(value, dict):
+            return [{str(key): value}]
+    raise _NotACall("JSON object without a function name")
+
+
+def _json_values(text: str) -> list[Any] | None:
+    """Every JSON value in ``text`` separated only by whitespace, ``;`` or ``,``; else None."""
+    decoder = json.JSONDecoder()
+    values = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        while pos < len(text) and text[pos] in " \t\r\n;,":
+            pos += 1
+        if pos >= len(text):
+            break
+        value, pos = decoder.raw_decode(text, pos)
+        values.append(value)
+    return values or None
+
+
+def _from_json(text: str) -> list[dict] | None:
+    """Calls from JSON text, None when the text holds no JSON; raises _NotACall on other JSON."""
+    stripped = text.strip()
+    if stripped.startswith("<|python_tag|>"):
+        stripped = stripped[len("<|python_tag|>"):].strip()
+    candidates = [stripped]
+    start = min((i for i in (stripped.find("["), stripped.find("{")) if i >= 0), default=-1)
+    if start > 0:
+        end = max(stripped.rfind("]"), stripped.rfind("}"))
+        if end > start:
+            candidates.append(stripped[start:end + 1])
+    for candidate in candidates:
+        if not candidate or candidate[0] not in "[{":
+            continue
+        try:
+            values = _json_values(candidate)
+        except (ValueError, RecursionError):
+            continue
+        if values is None:
+            continue
+        if any(_depth(v) > MAX_DEPTH for v in values):
+            raise _NotACall(f"JSON nested deeper than {MAX_DEPTH} levels")
+        return _call_from_object(values if len(values) > 1 else values[0])
+    return None
+
+
+# --- Python call syntax ---------------------------------------------------------------------
+
+_BINOPS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.FloorDiv: lambda a, b: a // b,
+    ast.Mod: lambda a, b: a % b,
+    ast.Pow: lambda a, b: a**b,
+}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _arith(node: ast.BinOp, level: int) -> Any:
+    left = _value(node.left, level + 1)
+    right = _value(node.right, level + 1)
+    op = _BINOPS.get(type(node.op))
+    if op is None or not (_number(left) and _number(right)):
+        raise ArithmeticError
+    if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > 10**6):
+        raise ArithmeticError
+    if isinstance(node.op, ast.Mult) and max(abs(left), abs(right)) > 10**30:
+        raise ArithmeticError
+    result = op(left, right)
+    if isinstance(result, complex) or (isinstance(result, float) and not math.isfinite(result)):
+        raise ArithmeticError
+    return result
+
+
+def _value(node: ast.AST, level: int = 1) -> Any:
+    """A Python literal-ish AST node to a plain value (see the module docstring)."""
+    if level > MAX_DEPTH:
+        raise _NotACall(f"value nested deeper than {MAX_DEPTH} levels")
+    if isinstance(node, ast.Constant):
+        return "..." if node.value is Ellipsis else node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        operand = _value(node.operand, level + 1)
+        if _number(operand):
+            return -operand if isinstance(node.op, ast.USub) else operand
+        return ast.unparse(node)
+    if isinstance(node, (ast.List, ast.Set)):
+        return [_value(elt, level + 1) for elt in node.elts]
+    if isinstance(node, ast.Tuple):
+        return tuple(_value(elt, level + 1) for elt in node.elts)
+    if isinstance(node, ast.Dict):
+        out = {}
+        for key, val in zip(node.keys, node.values):
+            if key is None:
+                raise _NotACall("dict unpacking (**) in an argument")
+            out[_hashable(_value(key, level + 1))] = _value(val, level + 1)
+        return out
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.BinOp):
+        try:
+            return _arith(node, level)
+        except (ArithmeticError, OverflowError, ValueError, TypeError):
+            return ast.unparse(node)
+    if isinstance(node, ast.Call) and node.keywords:
+        return _call(node, level + 1)
+    return ast.unparse(node)
+
+
+def _hashable(key: Any) -> Any:
+    try:
+        hash(key)
+        return key
+    except TypeError:
+        return str(key)
+
+
+def _func_name(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    else:
+        raise _NotACall("call target is not a (dotted) name")
+    return ".".join(reversed(parts))
+
+
+def _call(node: ast.Call, level: int = 1) -> dict:
+    args = {}
+    for keyword in node.keywords:
+        if keyword.arg is None:
+            raise _NotACall("keyword unpacking (**) in a call")
+        args[keyword.arg] = _value(keyword.value, level + 1)
+    return {_func_name(node.func): args}
+
+
+def _from_python(text: str) -> list[dict] | None:
+    stripped = text.strip().rstrip(";").strip()
+    if not stripped:
+        return None
+    if _bracket_depth(stripped) > MAX_DEPTH:
+        raise _NotACall(f"call nested deeper than {MAX_DEPTH} levels")
+    try:
+        tree = ast.parse(stripped, mode="eval")
+        body = tree.body
+        elements = body.elts if isinstance(body, (ast.List, ast.Tuple)) else [body]
+    except SyntaxError:
+        # Several calls on separate lines: f(a=1)\ng(b=2)
+        try:
+            module = ast.parse(stripped, mode="exec")
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            return None
+        if not module.body or not all(isinstance(s, ast.Expr) for s in module.body):
+            return None
+        elements = [s.value for s in module.body]  # type: ignore[attr-defined]
+    except (ValueError, MemoryError, RecursionError):
+        return None
+    if not elements or not all(isinstance(e, ast.Call) for e in elements):
+        return None
+    return [_call(e) for e in elements]  # type: ignore[arg-type]
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def _decode_block(text: str) -> tuple[list[dict] | None, str]:
+    """Calls from one chunk of text: JSON first, then Python call syntax."""
+    calls = _from_json(text)
+    if calls is not None:
+        return calls, "json"
+    calls = _from_python(text)
+    if calls is not None:
+        return calls, "python"
+    return None, "none"
+
+
+def parse_tool_calls(text: Any) -> ParsedCalls:
+    """Decode the tool calls in a completion (see the module docstring); never raises.
+
+    Returns ``ParsedCalls(calls=[{name: {arg: value}}, ...], format=...)``, or no calls with
+    ``error`` saying why (prose, malformed JSON, a JSON value that is not a call, too deep...).
+    """
+    if not isinstance(text, str):
+        return ParsedCalls(error=f"output is a {type(text).__name__}, not text")
+    if len(text) > MAX_CHARS:
+        return ParsedCalls(error=f"output longer than {MAX_CHARS} characters")
+    try:
+        return _parse(text)
+    except _NotACall as exc:
+        return ParsedCalls(error=str(exc))
+    except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as exc:
+        return ParsedCalls(error=f"undecodable output ({type(exc).__name__})")
+
+
+def _parse(text: str) -> ParsedCalls:
+    text = _THINK.sub("", text).strip()
+    if not text:
+        return ParsedCalls(error="empty output")
+    if "<tool_call>" in text:
+        calls: list[dict] = []
+        for number, block in enumerate(_TOOL_CALL.findall(text), 1):
+            if not block.strip():
+                continue
+            decoded, _ = _decode_block(_unfence(block))
+            if decoded is None:
+                return ParsedCalls(format="tool_call_tags", error=f"<tool_call> block {number} is not a call")
+            calls.extend(decoded)
+        if not calls:
+            return ParsedCalls(format="tool_call_tags", error="empty <tool_call> blocks")
+        return ParsedCalls(calls=calls, format="tool_call_tags")
+    body = _unfence(text)
+    decoded, fmt = _decode_block(body)
+    if decoded is None and body != text:
+        decoded, fmt = _decode_block(text)
+    if decoded is None:
+        return ParsedCalls(error="no function call found (prose or malformed)")
+    if not decoded:
+        return ParsedCalls(format=fmt, error="an empty list of calls")
+    return ParsedCalls(calls=decoded, format=fmt)
+
+
+def _unfence(text: str) -> str:
+    """The content of the first ``` fence, or the text itself when there is none."""
+    match = _FENCE.search(text)
+    return match.group(2).strip() if match else text

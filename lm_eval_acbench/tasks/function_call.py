@@ -1,0 +1,166 @@
+"""BFCL-style function calling (acbench_function_call_<category>): data, prompt, scoring hook.
+
+Data: the BFCL layout -- ``BFCL_v4_<category>.json`` (one JSON object per line: ``id``,
+``question`` = list of turns of messages, ``function`` = JSON-schema docs) and
+``possible_answer/BFCL_v4_<category>.json`` (``id``, ``ground_truth``). The category ``simple``
+is BFCL v4's ``simple_python`` (v3's ``simple``). Found under ``data_dir`` (or
+``data_dir/bfcl``), else our sample set ``lm_eval_acbench/samples/bfcl`` in the same layout.
+
+Prompt: the item's messages with its functions as tools, rendered by
+:func:`lm_eval_acbench.chat.render_messages` (per sample; the way tools reached the model is the
+metric ``tools_in_template`` and the logged ``acbench_render`` field).
+
+Scoring: :func:`score_output` decodes the completion with
+:func:`lm_eval_acbench.metrics.tool_calls.parse_tool_calls` and checks it with
+:mod:`lm_eval_acbench.metrics.bfcl_ast` under the reference rules (``accuracy``) and the fixed
+rules (``accuracy_fixed``); ``parse_rate`` is 1 when at least one call was decoded.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from lm_eval.api.task import ConfigurableTask
+
+from lm_eval_acbench import data
+from lm_eval_acbench.chat import render_messages
+from lm_eval_acbench.metrics import bfcl_ast
+from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
+
+BENCHMARK = "bfcl"
+CATEGORIES = (
+    "simple", "multiple", "parallel", "parallel_multiple", "irrelevance",
+    "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple", "live_irrelevance",
+)
+_FILE_STEMS = {"simple": ("simple_python", "simple")}
+
+
+def category_files(folder: Path, category: str) -> tuple[Path, Path]:
+    """(questions file, possible-answer file) of a category in a BFCL folder (v4 names first)."""
+    stems = _FILE_STEMS.get(category, (category,))
+    for version in ("v4", "v3"):
+        for stem in stems:
+            name = f"BFCL_{version}_{stem}.json"
+            if (folder / name).is_file():
+                return folder / name, folder / "possible_answer" / name
+    raise data.DataUnavailable(f"bfcl: no BFCL_v4_{stems[0]}.json for category {category!r} in {folder}")
+
+
+def read_category(folder: Path, category: str) -> list[dict]:
+    """The records of one category: id, category, messages, functions, ground_truth."""
+    questions, answers_file = category_files(folder, category)
+    answers: dict[str, Any] = {}
+    if answers_file.is_file():
+        answers = {row.get("id"): row.get("ground_truth") for row in data.iter_jsonl(answers_file)}
+    elif "irrelevance" not in category:
+        raise data.DataUnavailable(f"bfcl: missing {answers_file}")
+    records = []
+    for row in data.iter_jsonl(questions):
+        turns = row.get("question") or []
+        messages = [m for turn in turns if isinstance(turn, list) for m in turn if isinstance(m, dict)]
+        functions = row.get("function") or []
+        if not messages or not isinstance(functions, list):
+            continue
+        gold = answers.get(row.get("id"), [])
+        if "irrelevance" not in category and not gold:
+            continue
+        records.append({
+            "id": str(row.get("id")),
+            "category": category,
+            "messages": messages,
+            "functions": functions,
+            "ground_truth": gold,
+        })
+    return records
+
+
+def load_category(category: str, **metadata) -> dict:
+    """``custom_dataset`` hook: the category's records as a ``{"test": Dataset}``."""
+    records, _ = data.load_records(
+        BENCHMARK, metadata, from_folder=lambda folder: read_category(folder, category), from_hub=None,
+        hub_id="gorilla-llm/Berkeley-Function-Calling-Leaderboard",
+    )
+    return data.as_split(records)
+
+
+for _category in CATEGORIES:
+    globals()[f"load_{_category}"] = partial(load_category, _category)
+
+
+def score_output(output: str, functions: list[dict], ground_truth: list[dict], category: str) -> dict:
+    """Per-item metrics and verdict of one completion (see the module docstring)."""
+    parsed = parse_tool_calls(output)
+    reference = bfcl_ast.check_item(functions, parsed.calls, ground_truth, category, bfcl_ast.REFERENCE)
+    fixed = bfcl_ast.check_item(functions, parsed.calls, ground_truth, category, bfcl_ast.FIXED)
+    reason = reference.reason
+    if not parsed.calls and parsed.error:
+        reason = f"{reason}; {parsed.error}" if reason else parsed.error
+    return {
+        "accuracy": float(reference.valid),
+        "accuracy_fixed": float(fixed.valid),
+        "parse_rate": float(parsed.has_calls),
+        "verdict": {
+            "valid": reference.valid,
+            "valid_fixed": fixed.valid,
+            "error_type": reference.error_type,
+            "reason": reason,
+            "reason_fixed": fixed.reason,
+            "format": parsed.format,
+            "calls": _jsonable(parsed.calls),
+        },
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+class FunctionCallTask(ConfigurableTask):
+    """A generate_until task whose prompt is the item's messages + tools, rendered per sample."""
+
+    def __init__(self, config: dict | None = None) -> None:
+        config = {k: v for k, v in (config or {}).items() if k != "class"}
+        super().__init__(config=config)
+        self._renders: dict[str, Any] = {}
+
+    def _render(self, doc: dict, system_instruction: str | None = None):
+        messages = data.doc_json(doc, "messages", [])
+        if system_instruction:
+            messages = [{"role": "system", "content": system_instruction}, *messages]
+        rendered = render_messages(messages, tools=data.doc_json(doc, "functions", []),
+                                   metadata=self.config.metadata)
+        self._renders[str(doc.get("id"))] = rendered
+        return rendered
+
+    def fewshot_context(self, doc, num_fewshot, system_instruction=None, apply_chat_template=False,
+                        fewshot_as_multiturn=False, chat_template=None, gen_prefix=None):
+        return self._render(doc, system_instruction).text
+
+    def process_results(self, doc, results):
+        rendered = self._renders.get(str(doc.get("id"))) or self._render(doc)
+        scored = score_output(results[0] if results else "", data.doc_json(doc, "functions", []),
+                              data.doc_json(doc, "ground_truth", []), doc.get("category", ""))
+        # The samples log holds the doc object: the verdict and the render mode travel with it.
+        doc["acbench_verdict"] = scored.pop("verdict")
+        doc["acbench_render"] = {"mode": rendered.mode, "roles": rendered.roles, "note": rendered.note}
+        scored["tools_in_template"] = float(rendered.mode == "template+tools")
+        return scored
+
+
+def doc_to_text(doc: dict) -> str:
+    """The last user message (for lm-eval's own displays; the real prompt is rendered above)."""
+    messages = data.doc_json(doc, "messages", [])
+    users = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return str(users[-1]) if users else ""
+
+
+def doc_to_target(doc: dict) -> str:
+    gold = doc.get("ground_truth", "")
+    return gold if isinstance(gold, str) else json.dumps(gold)
