@@ -1,0 +1,454 @@
+"""``write_report``: base-vs-compressed tables and plots from lm-eval results and analysis outputs.
+
+Inputs: lm-eval output folders (``results_*.json`` and ``samples_*.jsonl``, possibly nested one
+level; several results files in one folder are merged, the newest winning per task) and,
+optionally, an :func:`lm_eval_acbench.analysis.analyze_runs` folder. Outputs in ``out``:
+
+* ``report.md`` with PNGs beside it, ``report.html`` (one file, images embedded as base64);
+* ``scores.csv`` (task x metric x model: score, change vs base, relative drop %),
+  ``capabilities.csv``, ``models.csv`` and, with an analysis, ``analysis.csv``.
+
+Relative drop in % = ``(base - compressed) / |base| * 100`` (positive: the compressed model is
+worse on a higher-is-better metric). Missing or failed cells stay blank and get a note. A task
+whose logged docs carry ``acbench_data_source`` ``sample:<benchmark>`` is flagged: it ran on
+acbench's small sample set, not on the benchmark.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from pathlib import Path
+
+CAPABILITY_OTHER = "other"
+
+
+# ----------------------------------------------------------------------------- reading runs
+def _run_files(folder: Path, pattern: str) -> list[Path]:
+    folder = Path(folder)
+    return sorted(list(folder.glob(pattern)) + list(folder.glob(f"*/{pattern}")), key=lambda p: p.name)
+
+
+def load_results(folder: Path) -> tuple[dict, dict, list[str]]:
+    """Merged ``results`` and ``group_subtasks`` of every results file in ``folder``; notes."""
+    results, subtasks, notes = {}, {}, []
+    files = _run_files(folder, "results_*.json")
+    if not Path(folder).is_dir():
+        return results, subtasks, [f"{folder}: folder not found"]
+    if not files:
+        return results, subtasks, [f"{folder}: no results_*.json"]
+    for path in files:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            notes.append(f"{path.name}: unreadable ({type(exc).__name__})")
+            continue
+        for task, metrics in (data.get("results") or {}).items():
+            results[task] = metrics
+        for task, metrics in (data.get("groups") or {}).items():
+            results.setdefault(task, metrics)
+        subtasks.update(data.get("group_subtasks") or {})
+    return results, subtasks, notes
+
+
+def metric_values(metrics: dict) -> dict[str, float]:
+    """``{"metric,filter": value}`` without stderr, alias and non-numbers (JSON order kept)."""
+    out = {}
+    for name, value in metrics.items():
+        if name == "alias" or "_stderr," in name or "," not in name:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        out[name] = float(value)
+    return out
+
+
+def data_sources(folder: Path) -> dict[str, set[str]]:
+    """``{task: {acbench_data_source values}}`` from the samples logs."""
+    sources: dict[str, set[str]] = {}
+    for path in _run_files(folder, "samples_*.jsonl"):
+        task = path.name[len("samples_"):].rsplit("_", 1)[0]
+        found = sources.setdefault(task, set())
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if '"acbench_data_source"' not in line:
+                    continue
+                try:
+                    doc = json.loads(line).get("doc") or {}
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(doc, dict) and doc.get("acbench_data_source"):
+                    found.add(str(doc["acbench_data_source"]))
+    return sources
+
+
+def capability_map() -> dict[str, str]:
+    """Task and group names -> capability (the top folder of ``task_yamls`` they live in)."""
+    from lm_eval_acbench.paths import task_dir
+
+    root = task_dir()
+    mapping = {}
+    if not root.is_dir():
+        return mapping
+    pattern = re.compile(r"^(?:task|group):\s*([A-Za-z0-9_.\-]+)\s*$", re.M)
+    for path in root.rglob("*yaml"):
+        rel = path.relative_to(root).parts
+        if len(rel) < 2:
+            continue
+        for name in pattern.findall(path.read_text(encoding="utf-8", errors="replace")):
+            mapping.setdefault(name, rel[0])
+    return mapping
+
+
+def _capability(task: str, caps: dict, subtasks: dict) -> str:
+    if task in caps:
+        return caps[task]
+    for group, members in subtasks.items():
+        if task in members and group in caps:
+            return caps[group]
+    return CAPABILITY_OTHER
+
+
+# ----------------------------------------------------------------------------- tables
+def build_tables(runs: dict[str, Path], base: str):
+    """Score, capability and model tables (pandas) plus notes."""
+    import pandas as pd
+
+    caps = capability_map()
+    notes: list[str] = []
+    loaded = {}
+    for label, folder in runs.items():
+        results, subtasks, run_notes = load_results(Path(folder))
+        notes += [f"{label}: {n}" for n in run_notes]
+        loaded[label] = (results, subtasks, data_sources(Path(folder)))
+    groups = set()
+    for results, subtasks, _ in loaded.values():
+        groups |= set(subtasks)
+    tasks = sorted({t for results, _, _ in loaded.values() for t in results})
+    others = [label for label in runs if label != base]
+    rows = []
+    for task in tasks:
+        subtasks_all = {}
+        for _, st, _ in loaded.values():
+            subtasks_all.update(st)
+        cap = _capability(task, caps, subtasks_all)
+        metric_names = []
+        for results, _, _ in loaded.values():
+            for m in metric_values(results.get(task, {})):
+                if m not in metric_names:
+                    metric_names.append(m)
+        srcs = sorted({s for _, _, ds in loaded.values() for s in ds.get(task, set())})
+        for rank, metric in enumerate(metric_names):
+            row = {"capability": cap, "task": task, "is_group": task in groups, "metric": metric,
+                   "primary": rank == 0, "data_source": ", ".join(srcs)}
+            base_value = metric_values(loaded[base][0].get(task, {})).get(metric) if base in loaded else None
+            row[f"{base}"] = base_value
+            for label in others:
+                value = metric_values(loaded[label][0].get(task, {})).get(metric)
+                row[label] = value
+                row[f"{label} change"] = None if value is None or base_value is None else value - base_value
+                if value is None or base_value is None or base_value == 0:
+                    row[f"{label} drop %"] = None
+                else:
+                    row[f"{label} drop %"] = (base_value - value) / abs(base_value) * 100.0
+            rows.append(row)
+            if rank == 0:
+                for label in runs:
+                    if row[label] is None:
+                        notes.append(f"{task}: no {metric} for {label} (missing or failed run)")
+    for task in tasks:
+        for label, (_, _, ds) in loaded.items():
+            samples = sorted(s for s in ds.get(task, set()) if s.startswith("sample:"))
+            if samples:
+                notes.append(f"{task} ({label}) ran on acbench's sample set ({', '.join(samples)}), "
+                             "not on the benchmark: scores are a smoke test, not benchmark numbers")
+    scores = pd.DataFrame(rows)
+    if scores.empty:
+        return scores, pd.DataFrame(), pd.DataFrame(), notes
+    primary = scores[scores["primary"] & ~scores["is_group"]]
+    cap_rows = []
+    for cap, part in primary.groupby("capability", sort=True):
+        row = {"capability": cap, "tasks": len(part)}
+        group_row = scores[scores["primary"] & scores["is_group"] & (scores["task"] == f"acbench_{cap}")]
+        for label in runs:
+            src = group_row if not group_row.empty else part
+            vals = src[label].dropna()
+            row[label] = float(vals.mean()) if len(vals) and len(vals) == len(src) else None
+        base_value = row.get(base)
+        for label in others:
+            v = row[label]
+            row[f"{label} change"] = None if v is None or base_value is None else v - base_value
+            row[f"{label} drop %"] = (None if v is None or not base_value else (base_value - v) / abs(base_value) * 100)
+        cap_rows.append(row)
+    capabilities = pd.DataFrame(cap_rows)
+    model_rows = []
+    for label in runs:
+        vals = [r[label] for r in cap_rows if r[label] is not None]
+        model_rows.append({"model": label, "capabilities scored": len(vals),
+                           "mean primary score": sum(vals) / len(vals) if vals else None})
+    models = pd.DataFrame(model_rows)
+    if base in runs and not models.empty:
+        b = models.loc[models["model"] == base, "mean primary score"].iloc[0]
+        models["change"] = [None if v is None or b is None else v - b for v in models["mean primary score"]]
+        models["drop %"] = [None if v is None or not b else (b - v) / abs(b) * 100 for v in models["mean primary score"]]
+    return scores, capabilities, models, notes
+
+
+def analysis_table(summary: dict):
+    import pandas as pd
+
+    rows = []
+    base_erank = summary.get("erank_per_model", {}).get(summary.get("base", {}).get("label", "base"))
+    for label, pair in summary.get("pairs", {}).items():
+        row = {"model": label, "sequences": pair["sequences"], "positions": pair["positions"],
+               "ERank base": base_erank, "ERank": pair["erank"]["erank_compressed"],
+               "Diff-eRank": pair["erank"]["diff_erank"]}
+        for k, rc in pair["rank_correlation"].items():
+            row[f"tau@{k}"] = rc["tau_mean_over_positions"]
+            row[f"rho@{k}"] = rc["rho_mean_over_positions"]
+            row[f"not covered@{k}"] = rc["not_covered_share"]
+        e = pair["energy"]
+        row.update({"energy shift": e["mean_shift"], "energy W1": e["wasserstein1"], "energy KS": e["ks"]})
+        ov = pair.get("overlap", {})
+        row["keys left out"] = (ov.get("n_only_base", 0) or 0) + (ov.get("n_only_compressed", 0) or 0)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- plots
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_erank(summary: dict, png: Path) -> Path:
+    plt = _plt()
+    per_model = {k: v for k, v in summary.get("erank_per_model", {}).items() if v is not None}
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(per_model) + 2), 3.2))
+    labels = list(per_model)
+    ax.bar(labels, [per_model[k] for k in labels], color=["#4c72b0"] + ["#dd8452"] * (len(labels) - 1))
+    for i, k in enumerate(labels):
+        ax.text(i, per_model[k], f"{per_model[k]:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("mean ERank per sequence")
+    ax.set_title("ERank per model")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
+def plot_rank_correlation(per_position, png: Path) -> Path:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for (pair, k), part in per_position.groupby(["pair", "k"]):
+        part = part.sort_values("position")
+        axes[0].plot(part["position"], part["tau_mean"], marker=".", label=f"{pair} top-{k}")
+        axes[1].plot(part["position"], part["rho_mean"], marker=".", label=f"{pair} top-{k}")
+    for ax, name in zip(axes, ["Kendall tau-b", "Spearman rho"]):
+        ax.set_xlabel("position in logged window")
+        ax.set_title(f"{name} vs base top-k")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean correlation")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
+def plot_energy(npz: Path, label: str, base_label: str, png: Path) -> Path:
+    import numpy as np
+
+    plt = _plt()
+    data = np.load(npz)
+    a, b = data["base"], data["compressed"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+    bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
+    ax.hist(a, bins=bins, alpha=0.55, label=base_label, density=True)
+    ax.hist(b, bins=bins, alpha=0.55, label=label, density=True)
+    ax.set_xlabel("energy  -T logsumexp(z/T)")
+    ax.set_ylabel("density")
+    ax.set_title(f"Energy: {base_label} vs {label}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
+# ----------------------------------------------------------------------------- rendering
+def _cell(value, column: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (bool,)):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        if column.endswith("drop %"):
+            return f"{value:+.1f}"
+        if column.endswith("change") or column in ("Diff-eRank", "energy shift", "change"):
+            return f"{value:+.4f}"
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _records(df):
+    return [[_cell(None if _isna(v) else v, c) for c, v in zip(df.columns, row)] for row in df.itertuples(index=False)]
+
+
+def _isna(v) -> bool:
+    try:
+        return v is None or (isinstance(v, float) and math.isnan(v))
+    except TypeError:
+        return False
+
+
+def md_table(df) -> str:
+    if df is None or df.empty:
+        return "_(no data)_\n"
+    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in _records(df)]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+def html_table(df) -> str:
+    if df is None or df.empty:
+        return "<p><em>(no data)</em></p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _records(df))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+
+
+def _render(sections: list[dict], out: Path, title: str) -> Path:
+    md = [f"# {title}\n"]
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for sec in sections:
+        md.append(f"## {sec['title']}\n")
+        body.append(f"<h2>{html.escape(sec['title'])}</h2>")
+        for para in sec.get("text", []):
+            md.append(para + "\n")
+            body.append(f"<p>{html.escape(para)}</p>")
+        if sec.get("table") is not None:
+            md.append(md_table(sec["table"]))
+            body.append(html_table(sec["table"]))
+        for item in sec.get("items", []):
+            md.append(f"- {item}")
+            body.append(f"<li>{html.escape(item)}</li>")
+        if sec.get("items"):
+            md.append("")
+        for png in sec.get("images", []):
+            md.append(f"![{png.stem}]({png.name})\n")
+            data = base64.b64encode(png.read_bytes()).decode()
+            body.append(f'<p><img alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}"></p>')
+    (out / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
+    (out / "report.html").write_text(page, encoding="utf-8")
+    return out / "report.md"
+
+
+def _niah_heatmaps(runs: dict[str, Path], out: Path, notes: list[str]) -> list[Path]:
+    try:
+        from . import niah_heatmap
+    except ImportError:
+        return []
+    pngs = []
+    for label, folder in runs.items():
+        for path in _run_files(Path(folder), "samples_*niah*.jsonl"):
+            task = path.name[len("samples_"):].rsplit("_", 1)[0]
+            png = out / f"niah_{_safe(label)}_{_safe(task)}.png"
+            try:
+                niah_heatmap.niah_heatmap(path, png, title=f"NIAH {task}: {label}")
+                pngs.append(png)
+            except Exception as exc:  # a bad samples log costs one heatmap, not the report
+                notes.append(f"NIAH heatmap for {label}/{task} not drawn: {exc}")
+    return pngs
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+def write_report(runs: dict, out: Path, *, base: str | None = None, analysis_dir: Path | None = None) -> Path:
+    """Write the report for ``runs`` (label -> lm-eval output folder); return ``report.md``.
+
+    ``base`` names the base model's label (default: ``"base"`` if present, else the first run).
+    """
+    import pandas as pd
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = {str(k): Path(v) for k, v in runs.items()}
+    if not runs and analysis_dir is None:
+        raise ValueError("nothing to report: no runs and no analysis folder")
+    if base is None:
+        base = "base" if "base" in runs else (next(iter(runs)) if runs else "base")
+    if runs and base not in runs:
+        raise ValueError(f"base label {base!r} is not among the runs ({', '.join(runs)})")
+    sections: list[dict] = []
+    notes: list[str] = []
+    if runs:
+        scores, capabilities, models, table_notes = build_tables(runs, base)
+        notes += table_notes
+        others = [label for label in runs if label != base]
+        intro = (f"Base: **{base}**" + (f"; compressed: {', '.join(others)}" if others else "")
+                 + ". Change = compressed - base; drop % = (base - compressed) / |base| x 100.")
+        sections.append({"title": "Models", "text": [intro], "table": models})
+        sections.append({"title": "Capabilities (mean of each task's primary metric)", "table": capabilities})
+        shown = scores.drop(columns=["primary", "is_group"]) if not scores.empty else scores
+        sections.append({"title": "Tasks", "table": shown})
+        if not scores.empty:
+            scores.to_csv(out / "scores.csv", index=False)
+            capabilities.to_csv(out / "capabilities.csv", index=False)
+            models.to_csv(out / "models.csv", index=False)
+        niah = _niah_heatmaps(runs, out, notes)
+        if niah:
+            sections.append({"title": "Needle in a haystack", "images": niah})
+    if analysis_dir is not None:
+        analysis_dir = Path(analysis_dir)
+        summary_path = analysis_dir / "summary.json"
+        if not summary_path.is_file():
+            notes.append(f"analysis folder {analysis_dir} has no summary.json; logit analysis left out")
+        else:
+            summary = json.loads(summary_path.read_text())
+            table = analysis_table(summary)
+            table.to_csv(out / "analysis.csv", index=False)
+            base_label = summary.get("base", {}).get("label", "base")
+            st = summary.get("settings", {})
+            src = summary.get("base", {}).get("corpus") or summary.get("base", {}).get("source") or ""
+            text = [f"Logit logs: base {summary.get('base', {}).get('model')} ({src}); top-K {st.get('top_k')}, "
+                    f"k = {st.get('ks')}, energy at T = {st.get('temperature')}, ERank over at most "
+                    f"{st.get('max_n') or 'all logged'} positions per sequence. 'not covered' = share of positions "
+                    "where a base top-k token is outside the compressed model's logged top-K (not scored)."]
+            images = [plot_erank(summary, out / "analysis_erank.png")]
+            per_pos = analysis_dir / "per_position.csv"
+            if per_pos.is_file():
+                images.append(plot_rank_correlation(pd.read_csv(per_pos), out / "analysis_rankcorr.png"))
+            for label, name in summary.get("energy_files", {}).items():
+                if (analysis_dir / name).is_file():
+                    images.append(plot_energy(analysis_dir / name, label, base_label,
+                                              out / f"analysis_energy_{_safe(label)}.png"))
+            for label, pair in summary.get("pairs", {}).items():
+                ov = pair.get("overlap", {})
+                if ov.get("n_only_base") or ov.get("n_only_compressed"):
+                    notes.append(f"analysis {label}: partial overlap, {ov.get('n_common')} common keys analysed, "
+                                 f"{ov.get('n_only_base')} base-only and {ov.get('n_only_compressed')} "
+                                 "compressed-only keys left out")
+            sections.append({"title": "Logit analysis: ERank, top-k ranking correlation, Energy",
+                             "text": text, "table": table, "images": images})
+    sections.append({"title": "Notes", "items": notes or ["none"]})
+    return _render(sections, out, "ACBench report")
