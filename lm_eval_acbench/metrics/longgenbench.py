@@ -1,0 +1,141 @@
+"""LongGenBench scoring: K answers in one generation, aligned to the K questions by their label.
+
+The protocol asks the model to answer question ``i`` in a block that starts ``Answer_<i>:`` and
+ends ``The answer is <x>`` (GSM8K: a number; MMLU: ``(<letter>)``).
+
+**Alignment (by label, never by position).** The response is cut into segments at every
+``Answer_<n>:`` marker (``n`` any integer; case-insensitive, optional spaces around ``_`` and
+before ``:``). A segment runs from its marker to the next marker or the end of the text.
+
+* Question ``i`` (1-based, ``1 <= i <= K``) is answered by the **first** segment labelled ``i``;
+  its predicted answer is the **first** "answer is ..." in that segment (the segment may span
+  several lines). A later segment with the same label is ignored (counted as ``duplicates``).
+* A question with no segment, or whose segment has no parsable "answer is", is **wrong**.
+* Segments labelled outside ``1..K`` are ignored (counted as ``extra``); they never shift which
+  answer belongs to which question, so one missing or extra answer costs exactly that answer.
+
+Prompt accuracy ``acc = (number of i with prediction_i == gold_i) / K``; the benchmark score
+is the mean of ``acc`` over prompts (x100 in the paper's tables).
+
+For comparison with the original scorer, :func:`zip_accuracy` re-implements its rule: every
+"Answer_<n>: ... answer is <x>" match in order, zipped with the golds, so a missing answer
+shifts all later ones; ``acc_zip = correct / K``.
+
+Answer forms: GSM8K numbers may carry a sign, thousands commas, a leading ``$`` and a decimal
+part (``1,000`` == ``1000`` == ``1000.0``); MMLU letters are ``(a)``-``(j)`` in parentheses
+(any case) or a bare capital ``A``-``J`` not followed by a letter. Both are supersets of the original's ``(\\d+)`` and ``\\((.*?)\\)`` patterns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_MARKER = re.compile(r"answer\s*_\s*(\d+)\s*:", re.IGNORECASE)
+_NUMBER_ANSWER = re.compile(r"answer\s+is\s*:?\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)", re.IGNORECASE)
+_LETTER_ANSWER = re.compile(r"(?i:answer\s+is)\s*:?\s*(?:\(\s*([A-Ja-j])\s*\)|([A-J])(?![A-Za-z]))")
+_ZIP_NUMBER = re.compile(r"Answer_\d+:\s*.*?answer is (\d+)")
+_ZIP_LETTER = re.compile(r"Answer_\d+:\s*.*?answer is \((.*?)\)")
+
+
+def normalize_number(text: str) -> str | None:
+    """Canonical form of a numeric answer: no commas, no trailing ``.0``; None if not a number."""
+    cleaned = str(text).replace(",", "").replace("$", "").strip()
+    try:
+        value = float(cleaned)
+    except ValueError:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    if value == int(value):
+        return str(int(value))
+    return repr(value)
+
+
+def segments(response: str) -> list[tuple[int, str]]:
+    """``(label, text)`` for every ``Answer_<label>:`` segment of the response, in order."""
+    markers = list(_MARKER.finditer(response))
+    out = []
+    for index, marker in enumerate(markers):
+        end = markers[index + 1].start() if index + 1 < len(markers) else len(response)
+        out.append((int(marker.group(1)), response[marker.end():end]))
+    return out
+
+
+def extract_answer(segment: str, kind: str) -> str | None:
+    """The first "answer is ..." in a segment, normalized; None when there is none.
+
+    ``kind`` is ``"number"`` (GSM8K) or ``"letter"`` (MMLU, returned upper-case).
+    """
+    if kind == "number":
+        match = _NUMBER_ANSWER.search(segment)
+        return normalize_number(match.group(1)) if match else None
+    if kind == "letter":
+        match = _LETTER_ANSWER.search(segment)
+        return (match.group(1) or match.group(2)).upper() if match else None
+    raise ValueError(f"kind must be 'number' or 'letter', not {kind!r}")
+
+
+@dataclass
+class Alignment:
+    predictions: list[str | None]  # one per question, None = missing or unparsable
+    correct: list[bool]
+    duplicates: int = 0
+    extra: int = 0
+    labels_seen: list[int] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self.correct) / len(self.correct) if self.correct else 0.0
+
+
+def align(response: str, golds: list[str], kind: str) -> Alignment:
+    """Align the response's answers to ``golds`` by label (rules in the module docstring)."""
+    k = len(golds)
+    predictions: list[str | None] = [None] * k
+    answered = [False] * k
+    duplicates = extra = 0
+    labels = []
+    for label, text in segments(response):
+        labels.append(label)
+        if not 1 <= label <= k:
+            extra += 1
+            continue
+        if answered[label - 1]:
+            duplicates += 1
+            continue
+        answered[label - 1] = True
+        predictions[label - 1] = extract_answer(text, kind)
+    wanted = [_gold(gold, kind) for gold in golds]
+    correct = [pred is not None and pred == gold for pred, gold in zip(predictions, wanted)]
+    return Alignment(predictions, correct, duplicates, extra, labels)
+
+
+def _gold(gold, kind: str) -> str | None:
+    if kind == "number":
+        return normalize_number(str(gold))
+    return str(gold).strip().strip("()").upper()
+
+
+def zip_accuracy(response: str, golds: list[str], kind: str) -> float:
+    """The original scorer: all matches in order, zipped with golds; ``correct / K``.
+
+    A missing answer shifts every later one; extra matches beyond K are dropped by the zip.
+    """
+    if not golds:
+        return 0.0
+    pattern = _ZIP_NUMBER if kind == "number" else _ZIP_LETTER
+    found = pattern.findall(response)
+    correct = 0
+    for pred, gold in zip(found, golds):
+        if kind == "number":
+            correct += normalize_number(pred) == normalize_number(str(gold))
+        else:
+            correct += pred.strip().upper() == str(gold).strip().strip("()").upper()
+    return correct / len(golds)
+
+
+def gsm8k_gold(answer_field: str) -> str | None:
+    """The gold number of a GSM8K answer field (the text after ``####``), normalized."""
+    tail = str(answer_field).rsplit("####", 1)[-1]
+    return normalize_number(tail)
