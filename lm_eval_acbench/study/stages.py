@@ -133,7 +133,10 @@ def compress(ctx: StageContext, cell: Cell) -> dict:
 def evaluate(ctx: StageContext, cell: Cell) -> dict:
     """One lm-eval run (lm_eval.simple_evaluate + EvaluationTracker) of one variant on one task.
 
-    The folder holds lm-eval's usual ``<model>/results_*.json`` and ``samples_*.jsonl``.
+    The cell's folder ``evals/<model>/<variant>/<task>/`` holds lm-eval's usual
+    ``results_<date>.json`` and ``samples_<task>_<date>.jsonl`` (lm-eval's layout for an
+    ``output_path`` ending in ``.json``), so ``evals/<model>/<variant>`` is an output folder
+    with results one level down, as the report reads it.
     """
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
@@ -151,7 +154,7 @@ def evaluate(ctx: StageContext, cell: Cell) -> dict:
         include_defaults=ctx.builtin_tasks,
         metadata={**model_args, **metadata},
     )
-    tracker = EvaluationTracker(output_path=str(staging))
+    tracker = EvaluationTracker(output_path=str(staging / "results.json"))
     extra = {}
     if study.backend.type == "hf" and study.backend.device:
         extra["device"] = study.backend.device
@@ -183,7 +186,7 @@ def evaluate(ctx: StageContext, cell: Cell) -> dict:
     for task_name in results.get("configs", {}):
         if task_name in samples:
             tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
-    written = sorted(staging.rglob("results_*.json"))
+    written = sorted(staging.glob("results_*.json"))
     if not written:
         raise RuntimeError(f"lm-eval wrote no results file under {staging}")
     _publish(staging, final)
