@@ -75,9 +75,17 @@ def register_models(_module=None) -> None:
             model_registry.register(name, target=target)
 
 
+def patch_evaluator(module) -> None:
+    """Give ``lm_eval.evaluator.evaluate`` the multi-turn episode loop (see episodes.py)."""
+    from lm_eval_acbench.episodes import patch_evaluator as patch
+
+    patch(module)
+
+
 _CALLBACKS = {
     _TASK_MANAGER_MODULE: patch_task_manager,
     _MODELS_MODULE: register_models,
+    "lm_eval.evaluator": patch_evaluator,
 }
 
 

@@ -1,0 +1,471 @@
+"""Multi-turn agent episodes inside one lm-eval run; the one module that touches lm-eval internals.
+
+lm-eval builds every request up front and calls the model once per request type. An episode
+needs a model call per step, with the next prompt depending on the last answer. So:
+
+* Each ``acbench_realworld_*`` document is one episode and asks for one ``generate_until``
+  request; its document carries the episode record under :data:`EPISODE_FIELD`.
+* At start-up the hook (``_hook.py``) calls :func:`patch_evaluator` once
+  ``lm_eval.evaluator`` has loaded. It wraps ``evaluate(lm, ...)``: for the duration of that call
+  the ``lm`` *instance* gets an episode-aware ``generate_until`` (an instance attribute, so it
+  works for every model class, ``hf``, ``vllm``, the API models and ``CachingLM`` alike).
+* That ``generate_until`` passes ordinary requests to the model unchanged and resolves episode
+  requests by running :func:`run_episodes`: all live episodes advance together, one batched call
+  of the model's own ``generate_until`` per step. The response of an episode request is its
+  whole transcript as JSON, so lm-eval's samples log keeps every prompt, action, observation and
+  the progress after each step; ``tasks.realworld.process_results`` scores it.
+
+Why wrap ``evaluate`` and not the model classes: it is one public function with a stable
+signature (``lm`` first, ``apply_chat_template`` and ``system_instruction`` keywords), it sees
+the user's chat-template setting, and it needs no knowledge of any model class. What we rely on
+is checked in :func:`check_lm_eval`; when it fails the realworld tasks refuse to build their
+requests with a message that says why (see :func:`require_loop`), instead of silently sending
+one prompt per episode to the model.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+EPISODE_FIELD = "acbench_episode"
+LOOP_FIELD = "acbench_loop"
+TESTED_LM_EVAL = "0.4.13"
+
+_state: dict[str, Any] = {"patched": False, "problem": None}
+
+
+# ---- settings ------------------------------------------------------------------------------
+@dataclass
+class LoopSettings:
+    """Per-run settings of the loop (task metadata keys of the same names)."""
+
+    max_steps: int = 30  # steps per episode
+    memory: int = 5  # recent (action, observation) pairs shown in each prompt; 0 = none
+    max_invalid: int = 3  # consecutive invalid actions that end an episode; 0 = never
+    step_timeout: float = 60.0  # seconds one environment step may take; 0 = no limit
+    log_prompts: bool = True  # keep every step's prompt in the transcript
+
+    @classmethod
+    def from_mapping(cls, values: dict | None) -> "LoopSettings":
+        values = values or {}
+        out = cls()
+        for name in ("max_steps", "memory", "max_invalid"):
+            if values.get(name) is not None:
+                setattr(out, name, max(0, int(values[name])))
+        if values.get("step_timeout") is not None:
+            out.step_timeout = max(0.0, float(values["step_timeout"]))
+        if values.get("log_prompts") is not None:
+            out.log_prompts = bool(values["log_prompts"])
+        out.max_steps = max(1, out.max_steps)
+        return out
+
+
+# ---- prompts and actions -------------------------------------------------------------------
+_ACTION_PREFIX = re.compile(r"^\s*(?:[-*>#]+\s*)?(?:\**\s*(?:next\s+)?action\s*\**\s*[:：]\s*)", re.IGNORECASE)
+MAX_ACTION_CHARS = 400
+
+
+def extract_action(text: Any) -> str:
+    """The action in a model answer: its first non-empty line, without an ``Action:`` label,
+    list marker, surrounding quotes or backticks; at most :data:`MAX_ACTION_CHARS` characters.
+    Never raises; returns "" when there is nothing."""
+    if not isinstance(text, str):
+        return ""
+    for line in text.splitlines():
+        line = _ACTION_PREFIX.sub("", line, count=1).strip()
+        line = line.strip("`").strip()
+        if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'":
+            line = line[1:-1].strip()
+        if line:
+            return line[:MAX_ACTION_CHARS]
+    return ""
+
+
+def build_messages(instructions: str, goal: str, history: Sequence[tuple[str, str]], observation: str,
+                   memory: int, system_instruction: str | None = None) -> list[dict[str, str]]:
+    """Chat messages for one step: system = instructions; user = goal, recent history, latest
+    observation and the request for one action."""
+    system = instructions if not system_instruction else f"{system_instruction}\n\n{instructions}"
+    recent = list(history)[-memory:] if memory > 0 else []
+    parts = [f"Goal: {goal}"]
+    if recent:
+        lines = [f"Action: {action}\nObservation: {obs}" for action, obs in recent]
+        parts.append("Recent history:\n" + "\n".join(lines))
+    parts.append(f"Latest observation: {observation}")
+    parts.append("What is your next action? Answer with one action on one line.")
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def render_plain(messages: Sequence[dict[str, str]]) -> str:
+    """A prompt for models used without a chat template; the model continues after "Action:"."""
+    return "\n\n".join(m["content"] for m in messages) + "\nAction:"
+
+
+# ---- the loop ------------------------------------------------------------------------------
+@dataclass
+class StepRequest:
+    """One model call of one episode: the prompt, or the chat messages and tools behind it."""
+
+    messages: list[dict[str, str]]
+    tools: list
+    gen_kwargs: dict
+
+
+Policy = Callable[[list[StepRequest]], list[str]]
+
+
+@dataclass
+class Episode:
+    record: dict
+    settings: LoopSettings
+    gen_kwargs: dict = field(default_factory=dict)
+    env: Any = None
+    history: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
+    observation: str = ""
+    initial_progress: float = 0.0
+    best: float = 0.0
+    invalid_run: int = 0
+    end_reason: str | None = None
+    skipped: str | None = None
+    error: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.end_reason is None
+
+    def transcript(self) -> dict:
+        from lm_eval_acbench.metrics.progress import score_transcript
+
+        out = {
+            "env": self.record.get("env"),
+            "subset": self.record.get("subset"),
+            "episode_id": self.record.get("id"),
+            "goal": getattr(self.env, "goal", self.record.get("goal")),
+            "instructions": getattr(self.env, "instructions", None),
+            "initial_progress": self.initial_progress,
+            "settings": asdict(self.settings),
+            "trajectory": self.steps,
+            "end_reason": self.end_reason,
+        }
+        if self.skipped:
+            out["skipped"] = self.skipped
+        if self.error:
+            out["error"] = self.error
+        out.update(score_transcript(out))
+        return out
+
+
+class _StepTimeout(Exception):
+    pass
+
+
+def _call_with_timeout(fn: Callable, timeout: float, *args):
+    """Run ``fn(*args)``; raise _StepTimeout after ``timeout`` s (0 = wait forever).
+
+    A hung call keeps running in a daemon thread that is abandoned; its episode is ended."""
+    if timeout <= 0:
+        return fn(*args)
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True, name="acbench-env-step")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise _StepTimeout(f"environment did not answer within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+_warned_skips: set = set()
+
+
+def _start(episode: Episode, make_env: Callable[[dict], Any]) -> None:
+    from lm_eval_acbench.envs.base import EnvUnavailable
+
+    timeout = episode.settings.step_timeout
+    try:
+        episode.env = _call_with_timeout(make_env, timeout, episode.record)
+        episode.observation = str(_call_with_timeout(episode.env.reset, timeout))
+        episode.initial_progress = float(_call_with_timeout(episode.env.progress, timeout))
+        episode.best = episode.initial_progress
+    except EnvUnavailable as exc:
+        episode.skipped = str(exc)
+        episode.end_reason = f"skipped: {exc}"
+        key = (episode.record.get("env"), str(exc))
+        if key not in _warned_skips:
+            _warned_skips.add(key)
+            log.warning("acbench_realworld_%s skipped: %s", episode.record.get("env"), exc)
+    except Exception as exc:  # a broken environment fails its own episode only
+        episode.error = f"{type(exc).__name__}: {exc}"
+        episode.end_reason = f"environment failed to start: {episode.error}"
+        log.warning("episode %s: %s", episode.record.get("id"), episode.end_reason)
+
+
+def _advance(episode: Episode, prompt: str, output: str) -> None:
+    settings = episode.settings
+    action = extract_action(output)
+    entry: dict[str, Any] = {"step": len(episode.steps) + 1}
+    if settings.log_prompts:
+        entry["prompt"] = prompt
+    entry.update(output=output, action=action)
+    try:
+        result = _call_with_timeout(episode.env.step, settings.step_timeout, action)
+    except Exception as exc:  # crash or hang ends this episode as failed
+        episode.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, _StepTimeout) else str(exc)
+        entry.update(observation=None, valid=False, progress=episode.best, error=episode.error)
+        episode.steps.append(entry)
+        episode.end_reason = f"environment error at step {entry['step']}: {episode.error}"
+        return
+    progress = float(result.progress)
+    episode.best = max(episode.best, progress)
+    entry.update(observation=result.observation, valid=bool(result.valid), progress=progress)
+    episode.steps.append(entry)
+    episode.history.append((action, result.observation))
+    episode.observation = result.observation
+    episode.invalid_run = 0 if result.valid else episode.invalid_run + 1
+    if progress >= 1.0 - 1e-9:
+        episode.end_reason = "success"
+    elif result.done:
+        episode.end_reason = "environment ended the episode"
+    elif settings.max_invalid and episode.invalid_run >= settings.max_invalid:
+        episode.end_reason = f"{episode.invalid_run} invalid actions in a row"
+    elif len(episode.steps) >= settings.max_steps:
+        episode.end_reason = "step limit"
+
+
+def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[LoopSettings] | LoopSettings | None = None,
+                 gen_kwargs: Sequence[dict] | None = None, render: Callable[[StepRequest], str] | None = None,
+                 system_instruction: str | None = None, make_env: Callable[[dict], Any] | None = None,
+                 stats: dict | None = None) -> list[dict]:
+    """Run one episode per record, all live episodes together: one ``policy`` call per step.
+
+    ``policy`` gets the step requests of every live episode and returns one answer each.
+    ``render`` turns a request into the prompt string logged in the transcript (plain text by
+    default). Returns one transcript per record, in order. ``stats`` (optional dict) receives
+    ``model_calls``, ``model_seconds`` and ``env_seconds``.
+    """
+    if make_env is None:
+        from lm_eval_acbench.envs.base import make_env
+    render = render or (lambda request: render_plain(request.messages))
+    if settings is None or isinstance(settings, LoopSettings):
+        settings = [settings or LoopSettings()] * len(records)
+    gen_kwargs = list(gen_kwargs) if gen_kwargs is not None else [{}] * len(records)
+    episodes = [Episode(dict(r), s, dict(g)) for r, s, g in zip(records, settings, gen_kwargs, strict=True)]
+    stats = stats if stats is not None else {}
+    stats.update(model_calls=0, model_seconds=0.0, env_seconds=0.0)
+
+    tick = time.perf_counter()
+    for episode in episodes:
+        _start(episode, make_env)
+    stats["env_seconds"] += time.perf_counter() - tick
+
+    while True:
+        live = [e for e in episodes if e.live]
+        if not live:
+            break
+        tick = time.perf_counter()
+        requests = [
+            StepRequest(build_messages(e.env.instructions, e.env.goal, e.history, e.observation, e.settings.memory,
+                                       system_instruction), list(getattr(e.env, "tools", []) or []), e.gen_kwargs)
+            for e in live
+        ]
+        prompts = [render(request) for request in requests]
+        stats["env_seconds"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        outputs = list(policy(requests))
+        stats["model_seconds"] += time.perf_counter() - tick
+        stats["model_calls"] += 1
+        if len(outputs) != len(live):
+            raise RuntimeError(f"the model answered {len(outputs)} of {len(live)} step requests")
+        tick = time.perf_counter()
+        for episode, prompt, output in zip(live, prompts, outputs):
+            _advance(episode, prompt, output)
+        stats["env_seconds"] += time.perf_counter() - tick
+
+    for episode in episodes:
+        if episode.env is not None and not (episode.error or "").startswith("environment did not answer"):
+            try:
+                episode.env.close()
+            except Exception as exc:  # closing must not lose the result
+                log.warning("closing environment of episode %s failed: %s", episode.record.get("id"), exc)
+    return [episode.transcript() for episode in episodes]
+
+
+# ---- lm-eval adapter -----------------------------------------------------------------------
+def check_lm_eval(evaluator_module) -> str | None:
+    """None when lm-eval offers what the adapter uses, else what is missing."""
+    import inspect
+
+    try:
+        from lm_eval.api.instance import Instance
+    except Exception as exc:  # noqa: BLE001
+        return f"cannot import lm_eval.api.instance.Instance ({exc})"
+    evaluate = getattr(evaluator_module, "evaluate", None)
+    if evaluate is None:
+        return "lm_eval.evaluator has no evaluate()"
+    params = list(inspect.signature(evaluate).parameters)
+    if not params or params[0] != "lm":
+        return f"lm_eval.evaluator.evaluate's first parameter is {params[:1]}, not 'lm'"
+    for name in ("apply_chat_template", "system_instruction"):
+        if name not in params:
+            return f"lm_eval.evaluator.evaluate has no {name!r} parameter"
+    fields = getattr(Instance, "__dataclass_fields__", {})
+    for name in ("request_type", "doc", "arguments", "idx", "metadata"):
+        if name not in fields:
+            return f"lm_eval Instance has no field {name!r}"
+    return None
+
+
+def patch_evaluator(module) -> None:
+    """Start-up hook for ``lm_eval.evaluator``: wrap ``evaluate`` with the episode loop."""
+    original = module.evaluate
+    if getattr(original, "_acbench_episodes", False):
+        return
+    problem = check_lm_eval(module)
+    if problem:
+        _state["problem"] = f"{problem} (tested with lm-eval {TESTED_LM_EVAL})"
+        return
+    bound_signature = __import__("inspect").signature(original)
+
+    @functools.wraps(original)
+    def evaluate(*args, **kwargs):
+        bound = bound_signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        lm = bound.arguments["lm"]
+        with _episode_aware(lm, bound.arguments.get("apply_chat_template"), bound.arguments.get("system_instruction")):
+            return original(*args, **kwargs)
+
+    evaluate._acbench_episodes = True  # type: ignore[attr-defined]
+    module.evaluate = evaluate
+    _state["patched"] = True
+
+
+def require_loop() -> None:
+    """Raise with a clear message when the episode loop is not in place in this process."""
+    if _state["patched"]:
+        return
+    reason = _state["problem"] or (
+        "lm_eval.evaluator was not patched: the acbench start-up hook did not run "
+        "(ACBENCH_DISABLE_HOOK set, or lm_eval_acbench_hook.pth not installed)"
+    )
+    raise RuntimeError(f"acbench_realworld needs acbench's episode loop, which is not available: {reason}")
+
+
+class _episode_aware:
+    """Context manager giving one LM instance an episode-aware ``generate_until``."""
+
+    def __init__(self, lm, apply_chat_template, system_instruction) -> None:
+        self.lm = lm
+        self.chat = bool(apply_chat_template)
+        self.system_instruction = system_instruction
+
+    def __enter__(self):
+        lm = self.lm
+        self.had_own = "generate_until" in getattr(lm, "__dict__", {})
+        self.saved = lm.__dict__.get("generate_until") if self.had_own else None
+        original = lm.generate_until
+        lm.generate_until = functools.partial(_generate_until, lm, original, self.chat, self.system_instruction)
+        return self
+
+    def __exit__(self, *exc):
+        if self.had_own:
+            self.lm.generate_until = self.saved
+        else:
+            try:
+                del self.lm.generate_until
+            except AttributeError:
+                pass
+        return False
+
+
+def _call_model(original, instances) -> list[str]:
+    try:
+        return list(original(instances, disable_tqdm=True))
+    except TypeError as exc:
+        if "disable_tqdm" not in str(exc):
+            raise
+        return list(original(instances))
+
+
+def lm_policy(lm, original, chat: bool) -> tuple[Policy, Callable[[StepRequest], Any]]:
+    """A policy that sends each step's prompts to an lm-eval model in one batched call."""
+    from lm_eval.api.instance import Instance
+
+    def render(request: StepRequest):
+        if not chat:
+            return render_plain(request.messages)
+        tokenizer = getattr(lm, "tokenizer", None)
+        template_args = getattr(lm, "chat_template_args", None)
+        if request.tools and tokenizer is not None and isinstance(template_args, dict):
+            try:  # chat templates that take tools get them as schemas too
+                return tokenizer.apply_chat_template(request.messages, tools=request.tools, tokenize=False,
+                                                     add_generation_prompt=True, **template_args)
+            except Exception:  # noqa: BLE001 - template without tools support: prompt text has them
+                pass
+        return lm.apply_chat_template(request.messages, add_generation_prompt=True)
+
+    rendered: dict[int, Any] = {}
+
+    def policy(requests: list[StepRequest]) -> list[str]:
+        instances = [
+            Instance(request_type="generate_until", doc={}, arguments=(rendered.pop(id(r), None) or render(r), r.gen_kwargs),
+                     idx=0, metadata=("acbench_realworld_step", i, 1))
+            for i, r in enumerate(requests)
+        ]
+        return [str(out) for out in _call_model(original, instances)]
+
+    def render_cached(request: StepRequest):
+        prompt = render(request)
+        rendered[id(request)] = prompt
+        return prompt
+
+    return policy, render_cached
+
+
+def _generate_until(lm, original, chat: bool, system_instruction, requests, *args, **kwargs):
+    """Episode requests run as episodes; any other request goes to the model unchanged."""
+    mine = [i for i, r in enumerate(requests) if isinstance(getattr(r, "doc", None), dict) and EPISODE_FIELD in r.doc]
+    if not mine:
+        return original(requests, *args, **kwargs)
+    results: list = [None] * len(requests)
+    others = [i for i in range(len(requests)) if i not in set(mine)]
+    if others:
+        for i, out in zip(others, original([requests[i] for i in others], *args, **kwargs), strict=True):
+            results[i] = out
+    from lm_eval_acbench.data import doc_json
+
+    records, settings, gen_kwargs = [], [], []
+    for i in mine:
+        doc = requests[i].doc
+        record = doc_json(doc, EPISODE_FIELD)
+        records.append(record if isinstance(record, dict) else {})
+        settings.append(LoopSettings.from_mapping(doc_json(doc, LOOP_FIELD) or {}))
+        args_ = requests[i].args
+        gen_kwargs.append(dict(args_[1]) if len(args_) > 1 and isinstance(args_[1], dict) else {})
+    policy, render = lm_policy(lm, original, chat)
+    stats: dict = {}
+    log.info("acbench: running %d episodes", len(records))
+    transcripts = run_episodes(records, policy, settings=settings, gen_kwargs=gen_kwargs, render=render,
+                               system_instruction=system_instruction, stats=stats)
+    log.info("acbench: episodes done in %d model calls (model %.1f s, environments %.1f s)",
+             stats["model_calls"], stats["model_seconds"], stats["env_seconds"])
+    for i, transcript in zip(mine, transcripts):
+        results[i] = json.dumps(transcript, ensure_ascii=False)
+    return results

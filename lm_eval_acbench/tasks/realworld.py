@@ -1,0 +1,135 @@
+"""``acbench_realworld``: AgentBoard's multi-turn environments as lm-eval tasks.
+
+Each document is one episode. Its record (environment name, problem, goal, subgoals) is stored
+under ``acbench_episode`` and the loop settings under ``acbench_loop``; the episode itself runs
+in :mod:`lm_eval_acbench.episodes`, which answers the document's one request with the episode's
+transcript as JSON. :func:`process_results` scores that transcript with the pure functions of
+:mod:`lm_eval_acbench.metrics.progress`.
+
+Data: ``<data_dir>/agentboard/data/<task>/test.jsonl`` (AgentBoard's layout) when a data folder is
+given, else our sample set in the same layout under ``lm_eval_acbench/samples/agentboard``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from lm_eval_acbench import data
+from lm_eval_acbench.episodes import EPISODE_FIELD, LOOP_FIELD, LoopSettings, require_loop
+
+log = logging.getLogger(__name__)
+
+BENCHMARK = "agentboard"
+HUB_ID = "hkust-nlp/agentboard"
+LOOP_KEYS = ("max_steps", "memory", "max_invalid", "step_timeout", "log_prompts")
+
+# env name -> AgentBoard's data folder name
+DATA_FOLDERS = {
+    "pddl": "pddl",
+    "babyai": "babyai",
+    "tool-query": "tool-query",
+    "tool-operation": "tool-operation",
+}
+
+
+def _rows(folder: Path, env: str) -> list[dict]:
+    name = DATA_FOLDERS[env]
+    for candidate in (folder / "data" / name / "test.jsonl", folder / name / "test.jsonl"):
+        if candidate.is_file():
+            rows = list(data.iter_jsonl(candidate))
+            for row in rows:
+                row.setdefault("_folder", str(candidate.parent))
+            return rows
+    raise data.DataUnavailable(f"agentboard: no data/{name}/test.jsonl under {folder}")
+
+
+def _pddl_row(row: dict) -> dict | None:
+    """Fill ``problem`` (and ``domain``) from files named in the row, relative to its folder."""
+    folder = Path(row.get("_folder", "."))
+    for key in ("problem", "domain"):
+        if not row.get(key) and row.get(f"{key}_file"):
+            path = folder / str(row[f"{key}_file"])
+            if path.is_file():
+                row[key] = path.read_text()
+    if not row.get("problem"):
+        log.warning("agentboard pddl row %s has no problem text or problem_file; skipped", row.get("id"))
+        return None
+    return row
+
+
+def load_episodes(env: str, metadata: dict | None) -> list[dict]:
+    """Episode records of one environment, each tagged with its data source."""
+    records, _ = data.load_records(BENCHMARK, metadata, from_folder=lambda folder: _rows(folder, env),
+                                   from_hub=None, hub_id=HUB_ID)
+    out = []
+    for index, row in enumerate(records):
+        if env == "pddl":
+            row = _pddl_row(row)
+            if row is None:
+                continue
+        row.pop("_folder", None)
+        row["env"] = env
+        row.setdefault("id", index)
+        row.setdefault("subset", row.get("game_name") or env)
+        out.append(row)
+    return out
+
+
+def _dataset(env: str, metadata: dict):
+    settings = LoopSettings.from_mapping({k: metadata.get(k) for k in LOOP_KEYS})
+    rows = []
+    for record in load_episodes(env, metadata):
+        rows.append({
+            "id": str(record["id"]),
+            "env": env,
+            "subset": str(record.get("subset", env)),
+            "goal": str(record.get("goal") or ""),
+            "difficulty": str(record.get("difficulty") or ""),
+            data.SOURCE_FIELD: record.get(data.SOURCE_FIELD, ""),
+            EPISODE_FIELD: json.dumps(record),
+            LOOP_FIELD: json.dumps(settings.__dict__),
+        })
+    return data.as_split(rows)
+
+
+def load_pddl(**metadata):
+    return _dataset("pddl", metadata)
+
+
+def load_babyai(**metadata):
+    return _dataset("babyai", metadata)
+
+
+def load_tool_query(**metadata):
+    return _dataset("tool-query", metadata)
+
+
+def load_tool_operation(**metadata):
+    return _dataset("tool-operation", metadata)
+
+
+def doc_to_text(doc: dict) -> str:
+    """The request's context: a one-line label (the episode's prompts are built per step)."""
+    require_loop()
+    goal = doc.get("goal") or ""
+    return f"[acbench episode] {doc.get('env')}/{doc.get('subset')} #{doc.get('id')}: {goal}".strip()
+
+
+def process_results(doc: dict, results: list) -> dict[str, float]:
+    """Score the transcript the episode loop returned for this document."""
+    from lm_eval_acbench.metrics.progress import score_transcript
+
+    raw = results[0] if results else ""
+    try:
+        transcript = json.loads(raw)
+    except (TypeError, json.JSONDecodeError):
+        transcript = None
+    if not isinstance(transcript, dict) or "trajectory" not in transcript:
+        require_loop()
+        raise RuntimeError("acbench_realworld: the model's answer is not an episode transcript; "
+                           "the episode loop did not handle this request")
+    if transcript.get("skipped"):
+        return {"skipped": 1.0}
+    return score_transcript(transcript)
