@@ -367,7 +367,10 @@ def compress_model(
         rss_before_model = _rss_bytes()
         dtype = "auto" if recipe.dtype == "auto" else getattr(torch, recipe.dtype)
         t0 = time.time()
-        net = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        try:
+            net = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        except Exception as exc:  # corrupt or mismatched weights: any loader error
+            raise UserError(f"could not load the model from {model_path}: {type(exc).__name__}: {str(exc)[:300]}") from None
         fp32_bytes = sum(p.numel() for p in net.parameters()) * 4
         stage_times["load"] = time.time() - t0
         ppl_before = ppl_after = None
