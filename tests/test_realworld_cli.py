@@ -12,7 +12,7 @@ def test_lm_eval_runs_episodes_and_logs_transcripts(tmp_path):
                        "--metadata", json.dumps({"max_steps": 3, "max_invalid": 2})], tmp_path, timeout=300)
     results = out["results"]["results"]
     assert "acbench_realworld" in results
-    for name in ("pddl", "tool_query", "tool_operation"):
+    for name in ("pddl", "babyai", "tool_query", "tool_operation"):
         task = f"acbench_realworld_{name}"
         assert 0.0 <= results[task]["progress_rate,none"] <= 1.0
         samples = out["samples"][task]
