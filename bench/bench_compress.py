@@ -1,0 +1,112 @@
+"""Wall time, peak memory and perplexity of every compression method on one model.
+
+Each method runs in its own Python process (so each peak RSS is that method's own), through
+``lm_eval_acbench.compress.compress_model``; the table is built from the manifests, which hold
+the measured facts. Default: SmolLM2-135M-Instruct, 32 calibration samples x 512 tokens.
+
+    .venv/bin/python bench/bench_compress.py [--model DIR] [--methods a,b] [--out DIR]
+
+Columns: wall time (whole run incl. perplexity and save), peak RSS, peak RSS above the RSS
+just before the model was loaded (i.e. without the interpreter and library imports), and that
+increase divided by the model's fp32 size (target < 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_METHODS = [
+    "rtn_w4a16", "magnitude_50", "wanda_50", "sparsegpt_2of4", "gptq_w4a16",
+    "sparsegpt_2of4_gptq_w4a16", "awq_w4a16",
+]
+
+
+def _one(model: str, name: str, out: Path, samples: int, seq_len: int, calibration: str, ppl_windows: int, ppl_seq_len: int) -> None:
+    from lm_eval_acbench.compress import compress_model, load_recipe
+
+    recipe = load_recipe(name).model_dump(mode="json")
+    recipe["perplexity"] = {"windows": ppl_windows, "seq_len": ppl_seq_len}
+    compress_model(model, recipe, out, calibration=calibration, num_samples=samples, seq_len=seq_len, overwrite=True)
+
+
+def _row(name: str, manifest: dict) -> dict:
+    summary = manifest["measured"]["summary"]
+    memory = manifest["memory"]
+    quant = "-"
+    if summary["bits_found"]:
+        quant = f"int{summary['bits_found'][0]} g{','.join(str(g) for g in summary['group_sizes_found'])}"
+    return {
+        "method": name,
+        "wall_s": manifest["wall_time_s"],
+        "compress_s": sum(v for k, v in manifest["stage_times_s"].items() if k in ("gptq", "awq", "rtn", "wanda", "sparsegpt", "magnitude")),
+        "peak_rss_mib": memory["peak_rss_bytes"] / 2**20,
+        "peak_over_base_mib": memory["peak_over_model_baseline_bytes"] / 2**20,
+        "ratio_fp32": memory["peak_over_baseline_to_fp32_ratio"],
+        "ppl_before": manifest["perplexity"]["before"],
+        "ppl_after": manifest["perplexity"]["after"],
+        "sparsity": summary["overall_sparsity"],
+        "weights": quant,
+        "nm_holds": summary.get("nm_pattern_holds", "-"),
+    }
+
+
+def _table(rows: list[dict], fp32_mib: float) -> str:
+    head = "| method | wall s | compress s | peak RSS MiB | peak - base MiB | (peak - base) / fp32 | ppl before | ppl after | sparsity | weights | 2:4 holds |"
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['wall_s']:.0f} | {r['compress_s']:.0f} | {r['peak_rss_mib']:.0f} | {r['peak_over_base_mib']:.0f} | "
+            f"{r['ratio_fp32']:.2f} | {r['ppl_before']:.2f} | {r['ppl_after']:.2f} | {r['sparsity']:.3f} | {r['weights']} | {r['nm_holds']} |"
+        )
+    lines.append(f"\nmodel fp32 size: {fp32_mib:.0f} MiB")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="HF folder or hub id (default: SmolLM2-135M-Instruct via acbench model fetch)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--calibration", default="acbench-sample")
+    parser.add_argument("--ppl-windows", type=int, default=2)
+    parser.add_argument("--ppl-seq-len", type=int, default=256)
+    parser.add_argument("--out", default=None, help="folder for the checkpoints and results.json (default: a temp dir)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.model is None:
+        from lm_eval_acbench.model_store import DEFAULT_MODEL, fetch
+
+        args.model = str(fetch(DEFAULT_MODEL))
+    out_root = Path(args.out or tempfile.mkdtemp(prefix="bench-compress-"))
+    if args.one:
+        _one(args.model, args.one, out_root / args.one, args.samples, args.seq_len, args.calibration, args.ppl_windows, args.ppl_seq_len)
+        return 0
+    rows, fp32 = [], 0
+    for name in args.methods.split(","):
+        started = time.time()
+        cmd = [sys.executable, __file__, "--one", name, "--model", args.model, "--out", str(out_root),
+               "--samples", str(args.samples), "--seq-len", str(args.seq_len), "--calibration", args.calibration,
+               "--ppl-windows", str(args.ppl_windows), "--ppl-seq-len", str(args.ppl_seq_len)]
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            print(f"{name}: failed after {time.time() - started:.0f} s\n{done.stderr[-2000:]}", file=sys.stderr)
+            continue
+        manifest = json.loads((out_root / name / "acbench_manifest.json").read_text())
+        fp32 = manifest["model"]["fp32_bytes"] / 2**20
+        rows.append(_row(name, manifest))
+        print(f"{name}: {rows[-1]['wall_s']:.0f} s, ppl {rows[-1]['ppl_before']:.2f} -> {rows[-1]['ppl_after']:.2f}", flush=True)
+        (out_root / "results.json").write_text(json.dumps(rows, indent=2))
+    print(f"\n{args.samples} calibration samples x {args.seq_len} tokens ({args.calibration}); model {args.model}\n")
+    print(_table(rows, fp32))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
