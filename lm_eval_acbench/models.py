@@ -18,7 +18,7 @@ Where the logits come from, without an extra forward pass:
   teacher-forced forward pass for logging instead.
 
 ``loglikelihood_rolling`` requests are not logged. Settings (model args): ``logits_dir``,
-``logits_top_k`` (32), ``logits_max_positions`` (64), ``logits_tasks`` (fnmatch patterns
+``logits_top_k`` (64), ``logits_max_positions`` (64), ``logits_tasks`` (fnmatch patterns
 separated by ``|``, default all), ``logits_temperatures`` (``|``-separated, default ``1``),
 ``logits_flush_every`` (records per Parquet shard, 64).
 """
@@ -75,7 +75,7 @@ def summarize_positions(logits: torch.Tensor, top_k: int, temperatures) -> dict:
 class LogitLoggingHFLM(HFLM):
     """``hf`` plus a logit log (see the module docstring)."""
 
-    def __init__(self, *args, logits_dir: str | None = None, logits_top_k: int = 32,
+    def __init__(self, *args, logits_dir: str | None = None, logits_top_k: int = 64,
                  logits_max_positions: int = 64, logits_tasks: str | None = None,
                  logits_temperatures="1", logits_flush_every: int = 64, **kwargs) -> None:
         super().__init__(*args, **kwargs)

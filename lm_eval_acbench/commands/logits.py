@@ -29,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-seqs", type=int, default=50, help="number of windows (default 50)")
     parser.add_argument("--seq-len", type=int, default=32, help="tokens per window (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the window choice (default 0)")
-    parser.add_argument("--top-k", type=int, default=32, help="logits kept per position (default 32)")
+    parser.add_argument("--top-k", type=int, default=64, help="logits kept per position (default 64)")
     parser.add_argument("--temperatures", default="1", help="energy temperatures, comma-separated (default 1)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
@@ -78,7 +78,7 @@ def choose_windows(token_stream: list[int], num_seqs: int, seq_len: int, seed: i
 
 
 def log_corpus(model_dir, out: Path, *, corpus: str = "wikitext2", num_seqs: int = 50, seq_len: int = 32,
-               seed: int = 0, top_k: int = 32, temperatures=(1.0,), batch_size: int = 8,
+               seed: int = 0, top_k: int = 64, temperatures=(1.0,), batch_size: int = 8,
                device: str = "cpu", dtype: str = "float32") -> Path:
     """Write a logit log of ``model_dir`` on seeded windows of ``corpus``; returns ``out``."""
     import torch
