@@ -8,10 +8,11 @@ from helpers import run_lm_eval
 
 
 def test_lm_eval_runs_episodes_and_logs_transcripts(tmp_path):
-    out = run_lm_eval(["--tasks", "acbench_realworld", "--model", "dummy", "--limit", "2",
+    # the four pure-Python environments (ScienceWorld's Java start-up is left to the slow tests)
+    tasks = ",".join(f"acbench_realworld_{name}" for name in ("pddl", "babyai", "tool_query", "tool_operation"))
+    out = run_lm_eval(["--tasks", tasks, "--model", "dummy", "--limit", "2",
                        "--metadata", json.dumps({"max_steps": 3, "max_invalid": 2})], tmp_path, timeout=300)
     results = out["results"]["results"]
-    assert "acbench_realworld" in results
     for name in ("pddl", "babyai", "tool_query", "tool_operation"):
         task = f"acbench_realworld_{name}"
         assert 0.0 <= results[task]["progress_rate,none"] <= 1.0

@@ -52,6 +52,7 @@ ENV_FACTORIES = {
     "tool-query": "lm_eval_acbench.envs.tools:make_query_env",
     "tool-operation": "lm_eval_acbench.envs.tools:make_operation_env",
     "babyai": "lm_eval_acbench.envs.babyai:make_env",
+    "scienceworld": "lm_eval_acbench.envs.scienceworld:make_env",
 }
 
 

@@ -38,17 +38,22 @@ DESCRIPTIONS = {
 }
 
 
+@lru_cache(maxsize=1)
+def _parsers():
+    """The pddl package's parsers; building their Lark grammars takes a second, so once."""
+    from pddl.parser.domain import DomainParser
+    from pddl.parser.problem import ProblemParser
+
+    return DomainParser(), ProblemParser()
+
+
 @lru_cache(maxsize=16)
 def _parse_domain(text: str):
-    from pddl.parser.domain import DomainParser
-
-    return DomainParser()(text)
+    return _parsers()[0](text)
 
 
 def _parse_problem(text: str):
-    from pddl.parser.problem import ProblemParser
-
-    return ProblemParser()(text)
+    return _parsers()[1](text)
 
 
 def domain_text(game: str) -> str:

@@ -31,6 +31,7 @@ DATA_FOLDERS = {
     "babyai": "babyai",
     "tool-query": "tool-query",
     "tool-operation": "tool-operation",
+    "scienceworld": "scienceworld",
 }
 
 
@@ -100,6 +101,10 @@ def load_pddl(**metadata):
 
 def load_babyai(**metadata):
     return _dataset("babyai", metadata)
+
+
+def load_scienceworld(**metadata):
+    return _dataset("scienceworld", metadata)
 
 
 def load_tool_query(**metadata):
