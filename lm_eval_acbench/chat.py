@@ -148,8 +148,9 @@ def template_uses_tools(tokenizer) -> bool:
             return _tool_support[key]
     messages = [{"role": "user", "content": "hello"}]
     try:
-        with_tool = tokenizer.apply_chat_template(messages, tools=[_PROBE_TOOL], tokenize=False,
-                                                  add_generation_prompt=True)
+        with_tool = tokenizer.apply_chat_template(
+            messages, tools=[_PROBE_TOOL], tokenize=False, add_generation_prompt=True
+        )
         without = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         uses = with_tool != without and "acbench_probe_tool" in with_tool
     except Exception:
@@ -184,7 +185,11 @@ def _normalise(messages: Iterable[dict]) -> list[dict]:
 def _variants(messages: list[dict]) -> list[tuple[str, list[dict]]]:
     as_tool = [dict(m, role="tool") if m["role"] == "function" else m for m in messages]
     as_user = [
-        {"role": "user", "content": FUNCTION_PREFIX + m["content"]} if m["role"] in ("function", "tool") else m
+        (
+            {"role": "user", "content": FUNCTION_PREFIX + m["content"]}
+            if m["role"] in ("function", "tool")
+            else m
+        )
         for m in messages
     ]
     return [
@@ -232,8 +237,14 @@ def _with_system_text(messages: list[dict], extra: str) -> list[dict]:
     return messages
 
 
-def render_messages(messages: Iterable[dict], tools: list[dict] | None = None, *, metadata: dict | None = None,
-                    tokenizer=None, add_generation_prompt: bool = True) -> Rendered:
+def render_messages(
+    messages: Iterable[dict],
+    tools: list[dict] | None = None,
+    *,
+    metadata: dict | None = None,
+    tokenizer=None,
+    add_generation_prompt: bool = True,
+) -> Rendered:
     """Render ``messages`` (and ``tools``) for the model named in ``metadata`` (module docstring).
 
     ``tokenizer`` overrides the metadata lookup (tests, callers that hold one already).
@@ -244,8 +255,9 @@ def render_messages(messages: Iterable[dict], tools: list[dict] | None = None, *
     if not has_chat_template(tok):
         note = "no tokenizer in metadata" if tok is None else "tokenizer has no chat template"
         if tools:
-            return Rendered(plain_text(_with_system_text(msgs, tools_system_text(tools))), "plain+system_tools",
-                            note=note)
+            return Rendered(
+                plain_text(_with_system_text(msgs, tools_system_text(tools))), "plain+system_tools", note=note
+            )
         return Rendered(plain_text(msgs), "plain", note=note)
 
     use_tools_arg = bool(tools) and template_uses_tools(tok)
@@ -256,8 +268,9 @@ def render_messages(messages: Iterable[dict], tools: list[dict] | None = None, *
     for label, variant in _variants(msgs):
         kwargs = {"tools": tools} if use_tools_arg else {}
         try:
-            text = tok.apply_chat_template(variant, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                           **kwargs)
+            text = tok.apply_chat_template(
+                variant, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
+            )
         except Exception as exc:  # jinja raise_exception, unknown roles, strict alternation
             errors.append(f"{label}: {type(exc).__name__}")
             continue

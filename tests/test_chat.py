@@ -15,8 +15,15 @@ from lm_eval_acbench.chat import (
     tools_system_text,
 )
 
-TOOL = {"name": "geo.area", "description": "Area of a shape.", "parameters": {
-    "type": "dict", "required": ["w"], "properties": {"w": {"type": "float"}, "tags": {"type": "tuple", "items": {"type": "any"}}}}}
+TOOL = {
+    "name": "geo.area",
+    "description": "Area of a shape.",
+    "parameters": {
+        "type": "dict",
+        "required": ["w"],
+        "properties": {"w": {"type": "float"}, "tags": {"type": "tuple", "items": {"type": "any"}}},
+    },
+}
 DIALOGUE = [
     {"role": "system", "content": "You are a planner."},
     {"role": "user", "content": "Find a flat in Berlin."},
@@ -40,15 +47,22 @@ def tiny_tok(tiny_model_dir):
 
 def test_tools_go_through_a_tools_aware_template(tiny_tok, tiny_model_dir):
     assert template_uses_tools(tiny_tok)
-    out = render_messages([{"role": "user", "content": "area of 2?"}], tools=[TOOL],
-                          metadata={"pretrained": str(tiny_model_dir)})
+    out = render_messages(
+        [{"role": "user", "content": "area of 2?"}],
+        tools=[TOOL],
+        metadata={"pretrained": str(tiny_model_dir)},
+    )
     assert out.mode == "template+tools"
-    assert '"name": "geo.area"' in out.text and '"type": "object"' in out.text and '"type": "number"' in out.text
+    assert (
+        '"name": "geo.area"' in out.text and '"type": "object"' in out.text and '"type": "number"' in out.text
+    )
     assert out.text.rstrip().endswith("<|im_start|>assistant")
 
 
 def test_template_that_ignores_tools_gets_them_in_the_system_message(smollm2_dir):
-    out = render_messages([{"role": "user", "content": "area of 2?"}], tools=[TOOL], metadata={"pretrained": str(smollm2_dir)})
+    out = render_messages(
+        [{"role": "user", "content": "area of 2?"}], tools=[TOOL], metadata={"pretrained": str(smollm2_dir)}
+    )
     assert out.mode == "template+system_tools"
     assert "<tools>" in out.text and "geo.area" in out.text and out.text.startswith("<|im_start|>system\n")
     assert "SmolLM" not in out.text  # our system message replaced the template's default one
@@ -56,8 +70,14 @@ def test_template_that_ignores_tools_gets_them_in_the_system_message(smollm2_dir
 
 def test_no_tokenizer_gives_the_plain_format():
     out = render_messages(DIALOGUE, metadata={})
-    assert out.mode == "plain" and out.text.startswith("System: You are a planner.") and out.text.endswith("Assistant:")
-    with_tools = render_messages(DIALOGUE[:2], tools=[TOOL], metadata={"pretrained": "/nonexistent/model/folder"})
+    assert (
+        out.mode == "plain"
+        and out.text.startswith("System: You are a planner.")
+        and out.text.endswith("Assistant:")
+    )
+    with_tools = render_messages(
+        DIALOGUE[:2], tools=[TOOL], metadata={"pretrained": "/nonexistent/model/folder"}
+    )
     assert with_tools.mode == "plain+system_tools" and tools_system_text([TOOL]) in with_tools.text
 
 
@@ -76,7 +96,9 @@ def test_function_role_falls_back_when_the_template_rejects_it(tiny_tok):
 
 def test_openai_tool_shape_and_metadata_lookup():
     tool = openai_tool(TOOL)
-    assert tool["type"] == "function" and tool["function"]["parameters"]["properties"]["tags"]["type"] == "array"
+    assert (
+        tool["type"] == "function" and tool["function"]["parameters"]["properties"]["tags"]["type"] == "array"
+    )
     assert "type" not in tool["function"]["parameters"]["properties"]["tags"]["items"]
     assert openai_tool(tool) is tool
     assert json.loads(json.dumps(tool)) == tool

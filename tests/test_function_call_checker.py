@@ -13,10 +13,24 @@ from lm_eval_acbench.metrics.bfcl_ast import FIXED, REFERENCE, check_item, gold_
 from lm_eval_acbench.paths import SAMPLES_DIR
 from lm_eval_acbench.tasks.function_call import CATEGORIES, read_category, score_output
 
-AREA = {"name": "area", "description": "", "parameters": {"type": "dict", "required": ["base", "height"], "properties": {
-    "base": {"type": "integer"}, "height": {"type": "float"}, "unit": {"type": "string"},
-    "sides": {"type": "array", "items": {"type": "float"}}, "opts": {"type": "dict"}}}}
-GOLD = [{"area": {"base": [10], "height": [5.0], "unit": ["cm", ""], "sides": ["", [1.5, 2.0]], "opts": [""]}}]
+AREA = {
+    "name": "area",
+    "description": "",
+    "parameters": {
+        "type": "dict",
+        "required": ["base", "height"],
+        "properties": {
+            "base": {"type": "integer"},
+            "height": {"type": "float"},
+            "unit": {"type": "string"},
+            "sides": {"type": "array", "items": {"type": "float"}},
+            "opts": {"type": "dict"},
+        },
+    },
+}
+GOLD = [
+    {"area": {"base": [10], "height": [5.0], "unit": ["cm", ""], "sides": ["", [1.5, 2.0]], "opts": [""]}}
+]
 
 
 def verdict(call_args, category="simple", rules=REFERENCE, gold=GOLD, functions=(AREA,)):
@@ -39,7 +53,10 @@ def test_simple_rules():
     assert verdict({"base": 10, "height": 5, "sides": [2.0, 1.5]}).error_type == "value_error:list"
     wrong_name = check_item([AREA], [{"volume": {"base": 10, "height": 5}}], GOLD, "simple")
     assert wrong_name.error_type == "wrong_func_name"
-    assert check_item([AREA], [{"area": {"base": 10, "height": 5}}] * 2, GOLD, "simple").error_type == "wrong_count"
+    assert (
+        check_item([AREA], [{"area": {"base": 10, "height": 5}}] * 2, GOLD, "simple").error_type
+        == "wrong_count"
+    )
     assert check_item([AREA], [], GOLD, "simple").error_type == "no_call"
 
 
@@ -47,8 +64,14 @@ def test_optional_and_dict_rules():
     gold = [{"area": {"base": [10], "height": [5.0], "opts": [{"mode": ["fast", ""], "level": [1]}]}}]
     assert verdict({"base": 10, "height": 5, "opts": {"level": 1}}, gold=gold).valid
     assert verdict({"base": 10, "height": 5, "opts": {"level": 1, "mode": "FAST"}}, gold=gold).valid
-    assert verdict({"base": 10, "height": 5, "opts": {"level": 2}}, gold=gold).error_type == "value_error:dict_value"
-    assert verdict({"base": 10, "height": 5, "opts": {"mode": "fast"}}, gold=gold).error_type == "value_error:dict_key"
+    assert (
+        verdict({"base": 10, "height": 5, "opts": {"level": 2}}, gold=gold).error_type
+        == "value_error:dict_value"
+    )
+    assert (
+        verdict({"base": 10, "height": 5, "opts": {"mode": "fast"}}, gold=gold).error_type
+        == "value_error:dict_key"
+    )
     assert verdict({"base": 10, "height": 5}, gold=gold).error_type == "missing_optional"
 
 
@@ -69,7 +92,10 @@ def test_reference_quirks_and_fixed_variant():
 
 def test_parallel_greedy_matching_quirk():
     """Gold call 0 accepts either value, gold call 1 only one: greedy takes the wrong one first."""
-    fn = {"name": "f", "parameters": {"type": "dict", "required": ["x"], "properties": {"x": {"type": "integer"}}}}
+    fn = {
+        "name": "f",
+        "parameters": {"type": "dict", "required": ["x"], "properties": {"x": {"type": "integer"}}},
+    }
     gold = [{"f": {"x": [1, 2]}}, {"f": {"x": [1]}}]
     calls = [{"f": {"x": 1}}, {"f": {"x": 2}}]
     assert check_item([fn], calls, gold, "parallel").error_type == "parallel:no_match"
@@ -81,23 +107,44 @@ def test_parallel_greedy_matching_quirk():
 
 
 def test_irrelevance_passes_without_a_call():
-    assert score_output("I cannot help with that using these tools.", [AREA], [], "irrelevance")["accuracy"] == 1
+    assert (
+        score_output("I cannot help with that using these tools.", [AREA], [], "irrelevance")["accuracy"] == 1
+    )
     assert score_output("[area(base=1, height=2)]", [AREA], [], "irrelevance")["accuracy"] == 0
     # An undecodable call counts as no call, so it passes irrelevance (reference behaviour).
-    assert score_output('{"name": "area", "arguments": {"base": 1', [AREA], [], "live_irrelevance")["accuracy"] == 1
+    assert (
+        score_output('{"name": "area", "arguments": {"base": 1', [AREA], [], "live_irrelevance")["accuracy"]
+        == 1
+    )
 
 
 def test_score_output_never_raises_and_gives_reasons():
-    for output in ["", "prose", "[" * 10000, '{"name": "area", "arguments": {"base": "ten"}}', "area(base=1e999)",
-                   json.dumps([{"name": "area", "arguments": {"base": [[[[1]]]]}}]), "\x00\x01", "<tool_call></tool_call>"]:
+    for output in [
+        "",
+        "prose",
+        "[" * 10000,
+        '{"name": "area", "arguments": {"base": "ten"}}',
+        "area(base=1e999)",
+        json.dumps([{"name": "area", "arguments": {"base": [[[[1]]]]}}]),
+        "\x00\x01",
+        "<tool_call></tool_call>",
+    ]:
         scored = score_output(output, [AREA], GOLD, "simple")
         assert scored["accuracy"] == 0 and scored["verdict"]["reason"], output
 
 
 # --- gold-derived and perturbed outputs on real and sample items ---------------------------
 
-SCORED = ["simple", "multiple", "parallel", "parallel_multiple",
-          "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple"]
+SCORED = [
+    "simple",
+    "multiple",
+    "parallel",
+    "parallel_multiple",
+    "live_simple",
+    "live_multiple",
+    "live_parallel",
+    "live_parallel_multiple",
+]
 
 
 def _items(folder):
@@ -113,8 +160,14 @@ def _render(calls, style):
     if style == "tags":
         return "\n".join(f"<tool_call>\n{json.dumps(o)}\n</tool_call>" for o in objects)
     if style == "python":
-        return "[" + ", ".join(f"{o['name']}(" + ", ".join(f"{k}={v!r}" for k, v in o["arguments"].items()) + ")"
-                               for o in objects) + "]"
+        return (
+            "["
+            + ", ".join(
+                f"{o['name']}(" + ", ".join(f"{k}={v!r}" for k, v in o["arguments"].items()) + ")"
+                for o in objects
+            )
+            + "]"
+        )
     raise ValueError(style)
 
 
@@ -145,7 +198,9 @@ def _check_gold_and_perturbations(folder):
         if required:
             bad = copy.deepcopy(calls)
             bad[0][name].pop(required[0], None)
-            assert score_output(_render(bad, "json"), functions, gold, category)["accuracy"] == 0, record["id"]
+            assert score_output(_render(bad, "json"), functions, gold, category)["accuracy"] == 0, record[
+                "id"
+            ]
         # One call too many.
         assert score_output(_render(calls + calls[:1], "json"), functions, gold, category)["accuracy"] == 0
         # Prose.
@@ -191,8 +246,10 @@ def test_value_perturbations_on_real_bfcl():
             bad[0][name][param] = new
             scored = score_output(_render(bad, "json"), functions, gold, category)
             still_allowed = new in allowed[param] or (
-                isinstance(new, str) and bfcl_ast.standardize_string(new) in
-                [bfcl_ast.standardize_string(a) for a in allowed[param] if isinstance(a, str)])
+                isinstance(new, str)
+                and bfcl_ast.standardize_string(new)
+                in [bfcl_ast.standardize_string(a) for a in allowed[param] if isinstance(a, str)]
+            )
             if "parallel" not in category:
                 assert bool(scored["accuracy"]) == still_allowed, (record["id"], param, new)
             changed += 1
@@ -207,7 +264,10 @@ def test_sample_set_covers_every_category():
 
 @pytest.mark.parametrize("category", ["simple", "parallel"])
 def test_type_perturbation(category):
-    fn = {"name": "f", "parameters": {"type": "dict", "required": ["n"], "properties": {"n": {"type": "integer"}}}}
+    fn = {
+        "name": "f",
+        "parameters": {"type": "dict", "required": ["n"], "properties": {"n": {"type": "integer"}}},
+    }
     gold = [{"f": {"n": [3]}}]
     assert score_output('[{"name": "f", "arguments": {"n": "3"}}]', [fn], gold, category)["accuracy"] == 0
     assert score_output('[{"name": "f", "arguments": {"n": 3.0}}]', [fn], gold, category)["accuracy"] == 0

@@ -12,23 +12,43 @@ from hypothesis import strategies as st
 from lm_eval_acbench.metrics import teval_scores as ts
 from lm_eval_acbench.paths import SAMPLES_DIR
 
-STR_T = {"thought_start": "Thought:", "thought_end": "\n", "action_start": "Action:", "action_end": "\n",
-         "args_start": "Action Input:", "args_end": "\n"}
+STR_T = {
+    "thought_start": "Thought:",
+    "thought_end": "\n",
+    "action_start": "Action:",
+    "action_end": "\n",
+    "args_start": "Action Input:",
+    "args_end": "\n",
+}
 GOLD = {"thought": "t", "action": "Weather.get", "args": {"city": "Lyon", "days": 3}}
 
 
 def test_instruct_json_and_string():
     good = json.dumps({"thought": "x", "name": "Weather.get", "args": {"city": "Lyon", "days": 3}})
-    assert ts.instruct_score(good, GOLD, {"thought": "thought", "action": "name", "args": "args"}, "json")["score"] == 1
+    assert (
+        ts.instruct_score(good, GOLD, {"thought": "thought", "action": "name", "args": "args"}, "json")[
+            "score"
+        ]
+        == 1
+    )
     half = json.dumps({"thought": "x", "name": "Weather.get", "args": {"city": "Lyon", "days": 4}})
     parts = ts.instruct_score("```json\n" + half + "\n```", GOLD, {}, "json")
-    assert parts["format"] == 1 and parts["args_em"] == pytest.approx(2 / 3) and parts["score"] == pytest.approx(5 / 6)
-    assert ts.instruct_score("no json here", GOLD, {}, "json") == {"score": 0.0, "format": 0.0, "args_em": 0.0, "parsed": False}
+    assert (
+        parts["format"] == 1
+        and parts["args_em"] == pytest.approx(2 / 3)
+        and parts["score"] == pytest.approx(5 / 6)
+    )
+    assert ts.instruct_score("no json here", GOLD, {}, "json") == {
+        "score": 0.0,
+        "format": 0.0,
+        "args_em": 0.0,
+        "parsed": False,
+    }
     text = 'Thought: look it up\nAction: Weather.get\nAction Input: {"city": "Lyon", "days": 3}'
     assert ts.instruct_score(text, GOLD, STR_T, "str")["score"] == 1
     wrong_action = text.replace("Weather.get", "Weather.put")
     assert ts.instruct_score(wrong_action, GOLD, STR_T, "str")["args_em"] == pytest.approx(2 / 3)
-    unparsable_args = 'Thought: x\nAction: Weather.get\nAction Input: city=Lyon\n'
+    unparsable_args = "Thought: x\nAction: Weather.get\nAction Input: city=Lyon\n"
     assert ts.instruct_score(unparsable_args, GOLD, STR_T, "str")["score"] == pytest.approx((1 + 1 / 3) / 2)
     assert ts.instruct_score("Action: Weather.get", GOLD, STR_T, "str")["format"] == 0
 
@@ -51,8 +71,11 @@ def test_plan_matching_and_lis():
 
 
 def test_plan_parsers():
-    plan = [{"id": 1, "name": "B.b", "args": {"x": 1}}, {"id": 0, "name": "A.a", "args": "{}"},
-            {"id": 2, "name": "FinishAction", "args": {}}]
+    plan = [
+        {"id": 1, "name": "B.b", "args": {"x": 1}},
+        {"id": 0, "name": "A.a", "args": "{}"},
+        {"id": 2, "name": "FinishAction", "args": {}},
+    ]
     parsed = ts.parse_plan_json("Here:\n```json\n" + json.dumps(plan) + "\n```")
     assert [a["name"] for a in parsed] == ["A.a", "B.b", "FinishAction"] and parsed[1]["args"] == "{'x': 1}"
     assert ts.drop_finish(parsed)[-1]["name"] == "B.b"
@@ -68,7 +91,11 @@ def test_reason_retrieve_understand_review():
     assert ts.retrieve_str("Hotel.get_price, then FinishAction", "Hotel.get_price") == 0
     assert ts.retrieve_str("Hotel.search or Hotel.get_price", "Hotel.get_price") == 0
     assert ts.understand_json({"a": 1, "b": "x"}, {"a": "1", "b": "y"}) == 0.5
-    assert ts.understand_json({}, {}) == 1 and ts.understand_json({"a": 1}, {}) == 0 and ts.understand_json({}, {"a": 1}) == 0
+    assert (
+        ts.understand_json({}, {}) == 1
+        and ts.understand_json({"a": 1}, {}) == 0
+        and ts.understand_json({}, {"a": 1}) == 0
+    )
     assert ts.understand_str(' "Lyon" ', "Lyon") == 1 and ts.understand_str("Paris", "Lyon") == 0
     assert ts.understand_str('{"hotel_id": 77, "nights": 2}', {"hotel_id": 77, "nights": 2}) == 1
     assert ts.understand_str('{"hotel_id": 78, "nights": 2}', {"hotel_id": 77, "nights": 2}) == 0
@@ -80,8 +107,12 @@ def test_reason_retrieve_understand_review():
 
 
 def test_format_balanced_mean():
-    items = [{"format": "json", "value": 1.0}, {"format": "json", "value": 1.0}, {"format": "json", "value": 1.0},
-             {"format": "str", "value": 0.0}]
+    items = [
+        {"format": "json", "value": 1.0},
+        {"format": "json", "value": 1.0},
+        {"format": "json", "value": 1.0},
+        {"format": "str", "value": 0.0},
+    ]
     assert ts.format_balanced_mean(items) == pytest.approx(0.5)
     assert ts.format_balanced_mean([0.2, 0.4]) == pytest.approx(0.3)
     assert ts.format_balanced_mean([]) == 0
@@ -106,6 +137,7 @@ def test_huge_and_deep_inputs():
 
 
 # --- gold-derived outputs on our sample set (no embeddings needed for these dimensions) -----
+
 
 def _sample(name):
     return json.loads((SAMPLES_DIR / "teval" / f"{name}.json").read_text())
@@ -133,5 +165,7 @@ def test_sample_retrieve_understand_review_gold_outputs():
     letters = set()
     for item in _sample("review_str_v2").values():
         letters.add(item["ground_truth"]["answer"])
-        assert ts.review_score(f"Answer: {item['ground_truth']['answer']}", item["ground_truth"]["answer"]) == 1
+        assert (
+            ts.review_score(f"Answer: {item['ground_truth']['answer']}", item["ground_truth"]["answer"]) == 1
+        )
     assert len(letters) >= 3

@@ -25,7 +25,9 @@ def _gold_output(record):
     if dim == "instruct":
         if fmt == "json":
             return json.dumps({"thought": gold["thought"], "name": gold["action"], "args": gold["args"]})
-        return f"Thought: {gold['thought']}\nAction: {gold['action']}\nAction Input: {json.dumps(gold['args'])}"
+        return (
+            f"Thought: {gold['thought']}\nAction: {gold['action']}\nAction Input: {json.dumps(gold['args'])}"
+        )
     if dim == "plan":
         if fmt == "json":
             return json.dumps([{"id": a["id"], "name": a["name"], "args": a["args"]} for a in gold])
@@ -34,7 +36,11 @@ def _gold_output(record):
         return f"Answer: {gold['answer']}"
     if fmt == "json":
         return json.dumps(gold)
-    return {"reason": gold.get("thought"), "retrieve": gold.get("name"), "understand": json.dumps(gold.get("args"))}[dim]
+    return {
+        "reason": gold.get("thought"),
+        "retrieve": gold.get("name"),
+        "understand": json.dumps(gold.get("args")),
+    }[dim]
 
 
 def test_every_dimension_loads_both_formats():
@@ -87,7 +93,9 @@ def test_gold_outputs_score_one_with_embeddings(records):
 def test_perturbed_outputs_score_lower(records):
     by_id = {r["id"]: r for r in records}
     plan = next(r for r in records if r["dimension"] == "plan" and r["response_format"] == "json")
-    reversed_plan = json.dumps(list(reversed([{"id": 0, "name": a["name"], "args": a["args"]} for a in plan["ground_truth"][:-1]])))
+    reversed_plan = json.dumps(
+        list(reversed([{"id": 0, "name": a["name"], "args": a["args"]} for a in plan["ground_truth"][:-1]]))
+    )
     assert score_doc(_doc(plan), reversed_plan, MINI)["score"] < 1
     reason = next(r for r in records if r["dimension"] == "reason" and r["response_format"] == "str")
     assert score_doc(_doc(reason), "Penguins live in the southern hemisphere.", MINI)["score"] < 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import keyword
 import string
 
 from hypothesis import given, settings
@@ -14,18 +15,38 @@ WEATHER = [{"get_weather": {"city": "Paris", "unit": "celsius"}}]
 
 
 def test_json_object_and_list_and_fence():
-    assert parse_tool_calls('{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}').calls == WEATHER
+    assert (
+        parse_tool_calls('{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}').calls
+        == WEATHER
+    )
     listed = parse_tool_calls('[{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}]')
     assert listed.calls == [{"a": {"x": 1}}, {"b": {}}] and listed.format == "json"
-    fenced = parse_tool_calls('Sure!\n```json\n[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}]\n```')
+    fenced = parse_tool_calls(
+        'Sure!\n```json\n[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}]\n```'
+    )
     assert fenced.calls == WEATHER
 
 
 def test_llama3_openai_and_bfcl_shapes():
-    llama = parse_tool_calls('<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris", "unit": "celsius"}}')
+    llama = parse_tool_calls(
+        '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris", "unit": "celsius"}}'
+    )
     assert llama.calls == WEATHER
-    openai = parse_tool_calls(json.dumps({"tool_calls": [{"type": "function", "function": {
-        "name": "get_weather", "arguments": json.dumps({"city": "Paris", "unit": "celsius"})}}]}))
+    openai = parse_tool_calls(
+        json.dumps(
+            {
+                "tool_calls": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "get_weather",
+                            "arguments": json.dumps({"city": "Paris", "unit": "celsius"}),
+                        },
+                    }
+                ]
+            }
+        )
+    )
     assert openai.calls == WEATHER
     assert parse_tool_calls('{"get_weather": {"city": "Paris", "unit": "celsius"}}').calls == WEATHER
     several = parse_tool_calls('{"name": "a", "parameters": {"x": 1}}; {"name": "b", "parameters": {"y": 2}}')
@@ -33,8 +54,10 @@ def test_llama3_openai_and_bfcl_shapes():
 
 
 def test_tool_call_tags():
-    text = ('<tool_call>\n{"name": "a", "arguments": {"x": 1}}\n</tool_call>\n'
-            '<tool_call>\n{"name": "b", "arguments": {"y": "z"}}\n</tool_call>')
+    text = (
+        '<tool_call>\n{"name": "a", "arguments": {"x": 1}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "b", "arguments": {"y": "z"}}\n</tool_call>'
+    )
     parsed = parse_tool_calls(text)
     assert parsed.calls == [{"a": {"x": 1}}, {"b": {"y": "z"}}] and parsed.format == "tool_call_tags"
     assert parse_tool_calls('<tool_call>{"name": "a", "arguments": {"x": 1}}').calls == [{"a": {"x": 1}}]
@@ -43,19 +66,32 @@ def test_tool_call_tags():
 
 
 def test_python_call_syntax_is_parsed_not_evaluated():
-    parsed = parse_tool_calls('[math.hypot(x=4, y=-5.5), lookup(name="Ada", tags=["a", "b"], opts={"k": None})]')
+    parsed = parse_tool_calls(
+        '[math.hypot(x=4, y=-5.5), lookup(name="Ada", tags=["a", "b"], opts={"k": None})]'
+    )
     assert parsed.format == "python"
-    assert parsed.calls == [{"math.hypot": {"x": 4, "y": -5.5}}, {"lookup": {"name": "Ada", "tags": ["a", "b"], "opts": {"k": None}}}]
-    assert parse_tool_calls("f(n=2**10, area=pi, t=(1, 2))").calls == [{"f": {"n": 1024, "area": "pi", "t": (1, 2)}}]
+    assert parsed.calls == [
+        {"math.hypot": {"x": 4, "y": -5.5}},
+        {"lookup": {"name": "Ada", "tags": ["a", "b"], "opts": {"k": None}}},
+    ]
+    assert parse_tool_calls("f(n=2**10, area=pi, t=(1, 2))").calls == [
+        {"f": {"n": 1024, "area": "pi", "t": (1, 2)}}
+    ]
     # Anything executable stays text: no call of __import__ happens, its source is the value.
     sneaky = parse_tool_calls('f(x=__import__("os").system("echo hi"))')
-    assert sneaky.calls == [{"f": {"x": '__import__(\'os\').system(\'echo hi\')'}}]
+    assert sneaky.calls == [{"f": {"x": "__import__('os').system('echo hi')"}}]
     assert parse_tool_calls("f(x=10**10**10)").calls == [{"f": {"x": "10 ** 10 ** 10"}}]
 
 
 def test_prose_malformed_and_not_calls_give_reasons():
-    for text in ["The capital of France is Paris.", '{"name": "f", "arguments": {"x": 1}', "[1, 2, 3]", "",
-                 '{"name": "f", "arguments": "not json"}', '{"name": "f", "arguments": [1, 2]}']:
+    for text in [
+        "The capital of France is Paris.",
+        '{"name": "f", "arguments": {"x": 1}',
+        "[1, 2, 3]",
+        "",
+        '{"name": "f", "arguments": "not json"}',
+        '{"name": "f", "arguments": [1, 2]}',
+    ]:
         parsed = parse_tool_calls(text)
         assert parsed.calls == [] and parsed.error, text
     assert parse_tool_calls(None).error and parse_tool_calls(12).error
@@ -76,20 +112,34 @@ def test_huge_and_deep_inputs_do_not_raise():
 
 names = st.builds(
     lambda parts: ".".join(parts),
-    st.lists(st.text(string.ascii_lowercase + "_", min_size=1, max_size=8).filter(lambda s: s.isidentifier()),
-             min_size=1, max_size=3),
-).filter(lambda n: all(not part.startswith("__") for part in n.split(".")))
+    st.lists(
+        st.text(string.ascii_lowercase + "_", min_size=1, max_size=8).filter(lambda s: s.isidentifier()),
+        min_size=1,
+        max_size=3,
+    ),
+).filter(lambda n: all(not part.startswith("__") and not keyword.iskeyword(part) for part in n.split(".")))
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**9, 10**9),
-    st.floats(allow_nan=False, allow_infinity=False, width=32), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**9), 10**9),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.text(max_size=20),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=5), inner, max_size=3)),
-                      max_leaves=8)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 arg_names = st.text(string.ascii_lowercase, min_size=1, max_size=6).filter(
-    lambda s: s.isidentifier() and s not in {"if", "in", "is", "or", "and", "as", "def", "del", "for", "not", "try"})
-calls = st.lists(st.builds(lambda n, a: {n: a}, names, st.dictionaries(arg_names, values, max_size=4)),
-                 min_size=1, max_size=3)
+    lambda s: s.isidentifier() and not keyword.iskeyword(s)
+)
+calls = st.lists(
+    st.builds(lambda n, a: {n: a}, names, st.dictionaries(arg_names, values, max_size=4)),
+    min_size=1,
+    max_size=3,
+)
 
 
 def _openai(call_list):
@@ -111,9 +161,15 @@ def test_json_formats_round_trip(call_list):
 @settings(max_examples=150, deadline=None)
 @given(calls)
 def test_python_syntax_round_trip(call_list):
-    text = "[" + ", ".join(
-        f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"
-        for call in call_list for name, args in call.items()) + "]"
+    text = (
+        "["
+        + ", ".join(
+            f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"
+            for call in call_list
+            for name, args in call.items()
+        )
+        + "]"
+    )
     assert parse_tool_calls(text).calls == call_list
 
 
@@ -126,7 +182,7 @@ def test_arbitrary_text_never_raises(text):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(alphabet='[]{}()"\':,=fx0123 \n<>/tool_cal', max_size=200))
+@given(st.text(alphabet="[]{}()\"':,=fx0123 \n<>/tool_cal", max_size=200))
 def test_bracket_soup_never_raises(text):
     parsed = parse_tool_calls(text)
     assert all(isinstance(c, dict) and len(c) == 1 for c in parsed.calls)

@@ -96,8 +96,9 @@ def _answer_type(allowed: list) -> type | None:
     return None
 
 
-def _type_check(param: str, value: Any, allowed: list, type_name: str, expected: type,
-                nested: type | None, rules: Rules) -> tuple[Verdict, bool]:
+def _type_check(
+    param: str, value: Any, allowed: list, type_name: str, expected: type, nested: type | None, rules: Rules
+) -> tuple[Verdict, bool]:
     """(verdict, is_variable) as BFCL's type checker decides it."""
     answer_type = _answer_type(allowed)
     is_variable = answer_type is not None and answer_type is not expected
@@ -108,23 +109,39 @@ def _type_check(param: str, value: Any, allowed: list, type_name: str, expected:
             if type(allowed_item) is not list:
                 # BFCL: a non-list allowed value (the "" marker) counts as a match.
                 return OK, is_variable
-            if all(_type_check(param, item, allowed_item, nested.__name__, nested, None, rules)[0].valid
-                   or (rules.int_in_float_array and nested is float and type(item) is int)
-                   for item in value):
+            if all(
+                _type_check(param, item, allowed_item, nested.__name__, nested, None, rules)[0].valid
+                or (rules.int_in_float_array and nested is float and type(item) is int)
+                for item in value
+            ):
                 return OK, is_variable
-        return Verdict(False, "type_error:nested",
-                       f"{param!r}: items of {value!r} are not all of type {nested.__name__}"), is_variable
+        return (
+            Verdict(
+                False,
+                "type_error:nested",
+                f"{param!r}: items of {value!r} are not all of type {nested.__name__}",
+            ),
+            is_variable,
+        )
     if answer_type is not None and type(value) is answer_type:
         return OK, True
-    return Verdict(False, "type_error:simple",
-                   f"{param!r}: expected type {type_name}, got {type(value).__name__} ({value!r})"), False
+    return (
+        Verdict(
+            False,
+            "type_error:simple",
+            f"{param!r}: expected type {type_name}, got {type(value).__name__} ({value!r})",
+        ),
+        False,
+    )
 
 
 def _string_check(param: str, value: str, allowed: list) -> Verdict:
     wanted = [standardize_string(a) for a in allowed if type(a) is str]
     if standardize_string(value) in wanted:
         return OK
-    return Verdict(False, "value_error:string", f"{param!r}: {value!r} not among {allowed!r} (case-insensitive)")
+    return Verdict(
+        False, "value_error:string", f"{param!r}: {value!r} not among {allowed!r} (case-insensitive)"
+    )
 
 
 def _list_check(param: str, value: list, allowed: list) -> Verdict:
@@ -151,8 +168,9 @@ def _dict_check(param: str, value: dict, allowed: list) -> Verdict:
             mine = standardize_string(item) if type(item) is str else item
             options = [standardize_string(a) if type(a) is str else a for a in answer[key]]
             if mine not in options:
-                failed = Verdict(False, "value_error:dict_value",
-                                 f"{param!r}[{key!r}]: {item!r} not among {answer[key]!r}")
+                failed = Verdict(
+                    False, "value_error:dict_value", f"{param!r}[{key!r}]: {item!r} not among {answer[key]!r}"
+                )
                 break
         if failed is None:
             for key, options in answer.items():
@@ -200,14 +218,16 @@ def check_call(schema: dict | None, call: Any, gold: dict, rules: Rules = REFERE
     """One decoded call ``{name: {param: value}}`` against one gold call (module docstring)."""
     if not isinstance(gold, dict) or len(gold) != 1:
         return Verdict(False, "bad_ground_truth", "gold call is not a one-key object")
-    (gold_name, allowed_by_param), = gold.items()
+    ((gold_name, allowed_by_param),) = gold.items()
     if schema is None:
         return Verdict(False, "bad_ground_truth", f"no function schema named {gold_name!r}")
     if not isinstance(call, dict):
         return Verdict(False, "wrong_output_format", f"call is a {type(call).__name__}, not an object")
     name = _resolve_name(schema.get("name", gold_name), call, rules)
     if name is None:
-        return Verdict(False, "wrong_func_name", f"function {schema.get('name')!r} not called (got {list(call)!r})")
+        return Verdict(
+            False, "wrong_func_name", f"function {schema.get('name')!r} not called (got {list(call)!r})"
+        )
     params = call[name]
     if not isinstance(params, dict):
         return Verdict(False, "wrong_output_format", f"arguments of {name!r} are not an object")
@@ -250,8 +270,11 @@ def check_call(schema: dict | None, call: Any, gold: dict, rules: Rules = REFERE
             elif expected is list:
                 verdict = _list_check(param, value, allowed)
             else:
-                verdict = OK if _contains(allowed, value) else Verdict(
-                    False, "value_error:others", f"{param!r}: {value!r} not among {allowed!r}")
+                verdict = (
+                    OK
+                    if _contains(allowed, value)
+                    else Verdict(False, "value_error:others", f"{param!r}: {value!r} not among {allowed!r}")
+                )
             if not verdict.valid:
                 return verdict
             continue
@@ -297,8 +320,13 @@ def _max_matching(ok: list[list[bool]]) -> int:
     return sum(augment(row, set()) for row in range(len(ok)))
 
 
-def check_item(functions: list[dict], calls: list[dict] | None, ground_truth: list[dict], category: str,
-               rules: Rules = REFERENCE) -> Verdict:
+def check_item(
+    functions: list[dict],
+    calls: list[dict] | None,
+    ground_truth: list[dict],
+    category: str,
+    rules: Rules = REFERENCE,
+) -> Verdict:
     """An item's verdict (module docstring). ``calls`` None or [] means no call was decoded."""
     calls = calls or []
     if "irrelevance" in category:
@@ -323,16 +351,24 @@ def check_item(functions: list[dict], calls: list[dict] | None, ground_truth: li
                         used.add(position)
                         break
                 if not last.valid:
-                    return Verdict(False, "parallel:no_match",
-                                   f"no remaining call matches gold call {index} ({_gold_name(gold)}): {last.reason}")
+                    return Verdict(
+                        False,
+                        "parallel:no_match",
+                        f"no remaining call matches gold call {index} ({_gold_name(gold)}): {last.reason}",
+                    )
             return OK
-        verdicts = [[check_call(_schema(functions, _gold_name(g)), c, g, rules) for c in calls] for g in ground_truth]
+        verdicts = [
+            [check_call(_schema(functions, _gold_name(g)), c, g, rules) for c in calls] for g in ground_truth
+        ]
         if _max_matching([[v.valid for v in row] for row in verdicts]) == len(ground_truth):
             return OK
         for index, row in enumerate(verdicts):
             if not any(v.valid for v in row):
-                return Verdict(False, "parallel:no_match",
-                               f"no call matches gold call {index} ({_gold_name(ground_truth[index])}): {row[0].reason}")
+                return Verdict(
+                    False,
+                    "parallel:no_match",
+                    f"no call matches gold call {index} ({_gold_name(ground_truth[index])}): {row[0].reason}",
+                )
         return Verdict(False, "parallel:no_match", "calls cannot be paired one-to-one with the gold calls")
     if not ground_truth:
         return Verdict(False, "bad_ground_truth", "empty ground truth")
@@ -377,7 +413,8 @@ def ground_truth_issues(functions: list[dict], ground_truth: list[dict]) -> list
             details = properties[param] if isinstance(properties[param], dict) else {}
             type_name = details.get("type")
             known = type_name in TYPE_MAP and (
-                type_name not in NESTED_TYPES or (details.get("items") or {}).get("type") in TYPE_MAP)
+                type_name not in NESTED_TYPES or (details.get("items") or {}).get("type") in TYPE_MAP
+            )
             if must_give and not known:
                 issues.append(f"{name}: {param!r} has a schema type the checker does not know")
     return issues

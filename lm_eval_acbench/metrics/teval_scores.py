@@ -47,6 +47,7 @@ _STOPS = ("<|im_end|>", "<eoa>", "<TOKENS_UNUSED_1>", "<|eot_id|>", "<|endoftext
 
 # --- response clean-up and structured loading -----------------------------------------------
 
+
 def clean_response(text: Any) -> str:
     """Cut at chat stop markers, drop a leading ```json fence and stray back-ticks, unwrap ``{{..}}``."""
     if not isinstance(text, str):
@@ -55,7 +56,7 @@ def clean_response(text: Any) -> str:
         text = text.split(stop)[0]
     text = text.strip()
     if text.startswith("```json"):
-        text = text[len("```json"):]
+        text = text[len("```json") :]
     text = text.strip("`").strip()
     if text[:2] == "{{" and text[-2:] == "}}":
         text = text[1:-1]
@@ -74,7 +75,7 @@ def load_structured(text: Any, start: str = "", end: str = "") -> Any:
     if len(text) > MAX_CHARS:
         return None
     if "```json" in text:
-        text = text[text.find("```json") + len("```json"):].strip("`")
+        text = text[text.find("```json") + len("```json") :].strip("`")
     if start:
         position = text.find(start)
         if position < 0:
@@ -84,7 +85,7 @@ def load_structured(text: Any, start: str = "", end: str = "") -> Any:
         position = text.rfind(end)
         if position < 0:
             return None
-        text = text[:position + len(end)]
+        text = text[: position + len(end)]
     text = text.strip()
     for attempt in (json.loads, ast.literal_eval, lambda t: json.loads(t.replace("'", '"'))):
         try:
@@ -95,6 +96,7 @@ def load_structured(text: Any, start: str = "", end: str = "") -> Any:
 
 
 # --- instruct -------------------------------------------------------------------------------
+
 
 def args_em(gold_action: str, pred_action: Any, gold_args: dict, pred_args: dict) -> float:
     """``(1[action equal] + #gold keys with equal values) / (|gold args| + 1)``."""
@@ -115,8 +117,11 @@ def parse_instruct_json(text: str, template: dict) -> dict | None:
         keys.update({k: v for k, v in template.items() if k in keys and isinstance(v, str)})
     try:
         args = data[keys["args"]]
-        return {"thought": data[keys["thought"]], "action": data[keys["action"]],
-                "args": args if isinstance(args, dict) else {}}
+        return {
+            "thought": data[keys["thought"]],
+            "action": data[keys["action"]],
+            "args": args if isinstance(args, dict) else {},
+        }
     except (KeyError, TypeError):
         return None
 
@@ -129,8 +134,10 @@ def parse_instruct_str(text: str, template: dict) -> dict | None:
     if not all(isinstance(template.get(p), str) for p in parts):
         return None
     t = {p: re.escape(template[p]) for p in parts}
-    pattern = (f"{t['thought_start']}(.*){t['thought_end']}{t['action_start']}(.*){t['action_end']}"
-               f"{t['args_start']}(.*){t['args_end']}")
+    pattern = (
+        f"{t['thought_start']}(.*){t['thought_end']}{t['action_start']}(.*){t['action_end']}"
+        f"{t['args_start']}(.*){t['args_end']}"
+    )
     text = text[:STR_TEMPLATE_CHARS]  # three greedy groups: keep the regex cheap
     found = re.findall(pattern, text, re.S) or re.findall(pattern, text + template["args_end"], re.S)
     if not found:
@@ -153,11 +160,16 @@ def instruct_score(text: str, ground_truth: dict, template: dict, response_forma
 
 # --- plan -----------------------------------------------------------------------------------
 
+
 def _as_action(item: Any) -> dict | None:
     if not isinstance(item, dict) or "name" not in item:
         return None
     args = item.get("args", {})
-    return {"id": item.get("id"), "name": str(item["name"]), "args": args if isinstance(args, str) else str(args)}
+    return {
+        "id": item.get("id"),
+        "name": str(item["name"]),
+        "args": args if isinstance(args, str) else str(args),
+    }
 
 
 def normalise_plan(items: Any) -> list[dict] | None:
@@ -211,8 +223,13 @@ def lis_length(sequence: list[int]) -> int:
     return len(tails)
 
 
-def plan_scores(name_cos: np.ndarray, args_cos: np.ndarray, threshold: float = MATCH_THRESHOLD,
-                name_weight: float = NAME_WEIGHT, args_weight: float = ARGS_WEIGHT) -> dict:
+def plan_scores(
+    name_cos: np.ndarray,
+    args_cos: np.ndarray,
+    threshold: float = MATCH_THRESHOLD,
+    name_weight: float = NAME_WEIGHT,
+    args_weight: float = ARGS_WEIGHT,
+) -> dict:
     """Precision, recall and F1 of a predicted plan (rows) against the gold plan (columns).
 
     ``name_cos``/``args_cos`` are (|pred|, |gold|) cosine matrices of action names and of args.
@@ -236,6 +253,7 @@ def plan_scores(name_cos: np.ndarray, args_cos: np.ndarray, threshold: float = M
 
 # --- reason / retrieve / understand ---------------------------------------------------------
 
+
 def parse_rru_json(text: str) -> dict | None:
     """{thought, name, args} from a JSON response (``{`` ... ``}``); None when it does not parse."""
     data = load_structured(clean_response(text), "{", "}")
@@ -245,8 +263,11 @@ def parse_rru_json(text: str) -> dict | None:
     if isinstance(args, str):
         parsed = load_structured(args)
         args = parsed if isinstance(parsed, dict) else {}
-    return {"thought": str(data.get("thought", "")), "name": str(data.get("name", "")),
-            "args": args if isinstance(args, dict) else {}}
+    return {
+        "thought": str(data.get("thought", "")),
+        "name": str(data.get("name", "")),
+        "args": args if isinstance(args, dict) else {},
+    }
 
 
 def thought_score(cosine: float) -> float:
@@ -273,7 +294,9 @@ def understand_json(pred_args: dict, gold_args: dict) -> float:
     gold_args = gold_args if isinstance(gold_args, dict) else {}
     if not gold_args:
         return float(not pred_args)
-    hits = sum(1 for key, value in gold_args.items() if key in pred_args and str(pred_args[key]) == str(value))
+    hits = sum(
+        1 for key, value in gold_args.items() if key in pred_args and str(pred_args[key]) == str(value)
+    )
     return hits / len(gold_args)
 
 
@@ -294,11 +317,12 @@ def understand_str(text: str, gold_args: Any) -> float:
 
 # --- review ---------------------------------------------------------------------------------
 
+
 def review_letter(text: str) -> str | None:
     """The first non-space character after the first ``:`` when it is one of A-E."""
     if not isinstance(text, str):
         return None
-    rest = text[text.find(":") + 1:].strip()
+    rest = text[text.find(":") + 1 :].strip()
     return rest[0] if rest and rest[0] in "ABCDE" else None
 
 
@@ -308,6 +332,7 @@ def review_score(text: str, gold_letter: str) -> float:
 
 
 # --- aggregation ----------------------------------------------------------------------------
+
 
 def format_balanced_mean(items: list) -> float:
     """Mean over response formats of the mean item score in each format.

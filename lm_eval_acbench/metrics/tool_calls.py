@@ -113,7 +113,7 @@ def _call_from_object(obj: Any) -> list[dict]:
             raise _NotACall(f"arguments of {name!r} are a {type(args).__name__}, not an object")
         return [{name: args}]
     if len(obj) == 1:
-        (key, value), = obj.items()
+        ((key, value),) = obj.items()
         if isinstance(value, dict):
             return [{str(key): value}]
     raise _NotACall("JSON object without a function name")
@@ -139,13 +139,13 @@ def _from_json(text: str) -> list[dict] | None:
     """Calls from JSON text, None when the text holds no JSON; raises _NotACall on other JSON."""
     stripped = text.strip()
     if stripped.startswith("<|python_tag|>"):
-        stripped = stripped[len("<|python_tag|>"):].strip()
+        stripped = stripped[len("<|python_tag|>") :].strip()
     candidates = [stripped]
     start = min((i for i in (stripped.find("["), stripped.find("{")) if i >= 0), default=-1)
     if start > 0:
         end = max(stripped.rfind("]"), stripped.rfind("}"))
         if end > start:
-            candidates.append(stripped[start:end + 1])
+            candidates.append(stripped[start : end + 1])
     for candidate in candidates:
         if not candidate or candidate[0] not in "[{":
             continue
@@ -155,7 +155,10 @@ def _from_json(text: str) -> list[dict] | None:
             continue
         if values is None:
             continue
-        if any(_depth(v) > MAX_DEPTH for v in values):
+        # Counting brackets is cheap; walk the values only when they could be too deep.
+        if candidate.count("[") + candidate.count("{") > MAX_DEPTH and any(
+            _depth(v) > MAX_DEPTH for v in values
+        ):
             raise _NotACall(f"JSON nested deeper than {MAX_DEPTH} levels")
         return _call_from_object(values if len(values) > 1 else values[0])
     return None
@@ -257,10 +260,13 @@ def _call(node: ast.Call, level: int = 1) -> dict:
     return {_func_name(node.func): args}
 
 
+_CALL_START = re.compile(r"\s*[\[(]?\s*[A-Za-z_][\w.]*\s*\(")
+
+
 def _from_python(text: str) -> list[dict] | None:
     stripped = text.strip().rstrip(";").strip()
-    if not stripped:
-        return None
+    if not stripped or not _CALL_START.match(stripped):
+        return None  # prose: not worth a parse
     if _bracket_depth(stripped) > MAX_DEPTH:
         raise _NotACall(f"call nested deeper than {MAX_DEPTH} levels")
     try:

@@ -32,8 +32,16 @@ from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
 
 BENCHMARK = "bfcl"
 CATEGORIES = (
-    "simple", "multiple", "parallel", "parallel_multiple", "irrelevance",
-    "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple", "live_irrelevance",
+    "simple",
+    "multiple",
+    "parallel",
+    "parallel_multiple",
+    "irrelevance",
+    "live_simple",
+    "live_multiple",
+    "live_parallel",
+    "live_parallel_multiple",
+    "live_irrelevance",
 )
 _FILE_STEMS = {"simple": ("simple_python", "simple")}
 
@@ -67,20 +75,25 @@ def read_category(folder: Path, category: str) -> list[dict]:
         gold = answers.get(row.get("id"), [])
         if "irrelevance" not in category and not gold:
             continue
-        records.append({
-            "id": str(row.get("id")),
-            "category": category,
-            "messages": messages,
-            "functions": functions,
-            "ground_truth": gold,
-        })
+        records.append(
+            {
+                "id": str(row.get("id")),
+                "category": category,
+                "messages": messages,
+                "functions": functions,
+                "ground_truth": gold,
+            }
+        )
     return records
 
 
 def load_category(category: str, **metadata) -> dict:
     """``custom_dataset`` hook: the category's records as a ``{"test": Dataset}``."""
     records, _ = data.load_records(
-        BENCHMARK, metadata, from_folder=lambda folder: read_category(folder, category), from_hub=None,
+        BENCHMARK,
+        metadata,
+        from_folder=lambda folder: read_category(folder, category),
+        from_hub=None,
         hub_id="gorilla-llm/Berkeley-Function-Calling-Leaderboard",
     )
     return data.as_split(records)
@@ -134,19 +147,32 @@ class FunctionCallTask(ConfigurableTask):
         messages = data.doc_json(doc, "messages", [])
         if system_instruction:
             messages = [{"role": "system", "content": system_instruction}, *messages]
-        rendered = render_messages(messages, tools=data.doc_json(doc, "functions", []),
-                                   metadata=self.config.metadata)
+        rendered = render_messages(
+            messages, tools=data.doc_json(doc, "functions", []), metadata=self.config.metadata
+        )
         self._renders[str(doc.get("id"))] = rendered
         return rendered
 
-    def fewshot_context(self, doc, num_fewshot, system_instruction=None, apply_chat_template=False,
-                        fewshot_as_multiturn=False, chat_template=None, gen_prefix=None):
+    def fewshot_context(
+        self,
+        doc,
+        num_fewshot,
+        system_instruction=None,
+        apply_chat_template=False,
+        fewshot_as_multiturn=False,
+        chat_template=None,
+        gen_prefix=None,
+    ):
         return self._render(doc, system_instruction).text
 
     def process_results(self, doc, results):
         rendered = self._renders.get(str(doc.get("id"))) or self._render(doc)
-        scored = score_output(results[0] if results else "", data.doc_json(doc, "functions", []),
-                              data.doc_json(doc, "ground_truth", []), doc.get("category", ""))
+        scored = score_output(
+            results[0] if results else "",
+            data.doc_json(doc, "functions", []),
+            data.doc_json(doc, "ground_truth", []),
+            doc.get("category", ""),
+        )
         # The samples log holds the doc object: the verdict and the render mode travel with it.
         doc["acbench_verdict"] = scored.pop("verdict")
         doc["acbench_render"] = {"mode": rendered.mode, "roles": rendered.roles, "note": rendered.note}

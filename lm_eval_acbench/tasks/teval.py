@@ -80,17 +80,32 @@ def read_dimension(folder: Path, dimension: str, read=data.read_json) -> list[di
             if not messages:
                 continue
             meta = item.get("meta_data") or item.get("meta") or {}
-            records.append({
-                "id": f"{stem}/{key}",
-                "dimension": dimension,
-                "file": stem,
-                "response_format": _format_of(item, default_format),
-                "messages": messages,
-                "ground_truth": item.get("ground_truth"),
-                "meta_data": meta if isinstance(meta, dict) else {},
-                "template": item.get("template") or {},
-            })
-    return records
+            records.append(
+                {
+                    "id": f"{stem}/{key}",
+                    "dimension": dimension,
+                    "file": stem,
+                    "response_format": _format_of(item, default_format),
+                    "messages": messages,
+                    "ground_truth": item.get("ground_truth"),
+                    "meta_data": meta if isinstance(meta, dict) else {},
+                    "template": item.get("template") or {},
+                }
+            )
+    return interleave_formats(records)
+
+
+def interleave_formats(records: list[dict]) -> list[dict]:
+    """Records alternating between response formats (file order kept within a format), so that
+    ``--limit n`` still sees both the JSON and the string form of a dimension."""
+    by_format: dict[str, list[dict]] = {}
+    for record in records:
+        by_format.setdefault(record["response_format"], []).append(record)
+    queues = list(by_format.values())
+    out = []
+    for position in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[position] for q in queues if position < len(q))
+    return out
 
 
 def _hub_reader(filename: Path) -> Any:
@@ -103,7 +118,8 @@ def _hub_reader(filename: Path) -> Any:
 def load_dimension(dimension: str, **metadata) -> dict:
     """``custom_dataset`` hook: the dimension's records as ``{"test": Dataset}``."""
     records, _ = data.load_records(
-        BENCHMARK, metadata,
+        BENCHMARK,
+        metadata,
         from_folder=lambda folder: read_dimension(folder, dimension),
         from_hub=lambda: read_dimension(Path("data"), dimension, read=_hub_reader),
         hub_id=HUB_ID,
@@ -116,6 +132,7 @@ for _dimension in DIMENSIONS:
 
 
 # --- scoring --------------------------------------------------------------------------------
+
 
 def _cosines(pairs: list[tuple[str, str]], embedding_model: str | None) -> list[float]:
     from lm_eval_acbench.embeddings import embed
@@ -130,11 +147,16 @@ def _plan_cosines(pred: list[dict], gold: list[dict], embedding_model: str | Non
     """(name cosines, args cosines), each (|pred|, |gold|), from one embedding call."""
     from lm_eval_acbench.embeddings import embed
 
-    texts = [a["name"] for a in pred] + [a["name"] for a in gold] + [a["args"] for a in pred] + [a["args"] for a in gold]
+    texts = (
+        [a["name"] for a in pred]
+        + [a["name"] for a in gold]
+        + [a["args"] for a in pred]
+        + [a["args"] for a in gold]
+    )
     vectors = embed(texts, model=embedding_model)
     p, g = len(pred), len(gold)
-    names = vectors[:p] @ vectors[p:p + g].T
-    args = vectors[p + g:2 * p + g] @ vectors[2 * p + g:].T
+    names = vectors[:p] @ vectors[p : p + g].T
+    args = vectors[p + g : 2 * p + g] @ vectors[2 * p + g :].T
     return names, args
 
 
@@ -153,8 +175,11 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
     if dimension == "review":
         letter = ts.review_letter(output)
         gold_letter = gold_dict.get("answer") if gold_dict else str(gold or "").strip()[:1]
-        return {"score": ts.review_score(output, gold_letter), "parsed": letter is not None,
-                "detail": {"letter": letter, "gold": gold_letter}}
+        return {
+            "score": ts.review_score(output, gold_letter),
+            "parsed": letter is not None,
+            "detail": {"letter": letter, "gold": gold_letter},
+        }
     if dimension == "plan":
         if fmt == "json":
             pred = ts.parse_plan_json(output)
@@ -175,7 +200,9 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
         if pred is None:
             return {"score": 0.0, "parsed": False, "detail": {"reason": "response is not a JSON object"}}
         if dimension == "reason":
-            value = ts.thought_score(_cosines([(pred["thought"], str(gold_rru.get("thought", "")))], embedding_model)[0])
+            value = ts.thought_score(
+                _cosines([(pred["thought"], str(gold_rru.get("thought", "")))], embedding_model)[0]
+            )
         elif dimension == "retrieve":
             value = ts.retrieve_json(pred["name"], str(gold_rru.get("name", "")))
         else:
@@ -186,7 +213,9 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
         return {"score": value, "parsed": True, "detail": {"pred": pred}}
     text = ts.clean_response(output)
     if dimension == "reason":
-        value = ts.thought_score(_cosines([(text, str(gold_dict.get("thought", gold or "")))], embedding_model)[0])
+        value = ts.thought_score(
+            _cosines([(text, str(gold_dict.get("thought", gold or "")))], embedding_model)[0]
+        )
     elif dimension == "retrieve":
         value = ts.retrieve_str(text, str(gold_dict.get("name", gold or "")))
     else:
@@ -210,8 +239,16 @@ class TEvalTask(ConfigurableTask):
         self._renders[str(doc.get("id"))] = rendered
         return rendered
 
-    def fewshot_context(self, doc, num_fewshot, system_instruction=None, apply_chat_template=False,
-                        fewshot_as_multiturn=False, chat_template=None, gen_prefix=None):
+    def fewshot_context(
+        self,
+        doc,
+        num_fewshot,
+        system_instruction=None,
+        apply_chat_template=False,
+        fewshot_as_multiturn=False,
+        chat_template=None,
+        gen_prefix=None,
+    ):
         return self._render(doc, system_instruction).text
 
     def process_results(self, doc, results):
@@ -226,7 +263,9 @@ class TEvalTask(ConfigurableTask):
         except Exception as exc:  # e.g. no embedding model: the item scores 0 and the log says why
             log.warning("teval %s: scoring failed (%s: %s); scored 0", doc.get("id"), type(exc).__name__, exc)
             scored = {"score": 0.0, "parsed": False, "detail": {"error": f"{type(exc).__name__}: {exc}"}}
-        doc["acbench_verdict"] = _jsonable(dict(scored["detail"], score=scored["score"], parsed=scored["parsed"]))
+        doc["acbench_verdict"] = _jsonable(
+            dict(scored["detail"], score=scored["score"], parsed=scored["parsed"])
+        )
         doc["acbench_render"] = {"mode": rendered.mode, "roles": rendered.roles, "note": rendered.note}
         if needs_embeddings:
             doc["acbench_embedding_model"] = resolve_embedding_model(model)

@@ -1,0 +1,154 @@
+"""Scoring speed of the function-calling checker over every real BFCL item of our categories.
+
+For each item of simple, multiple, parallel, parallel_multiple, irrelevance and their live_
+forms, model-style outputs are built from the gold answer (JSON list, ``<tool_call>`` blocks,
+Python call syntax) plus perturbed ones (wrong name, unknown parameter, dropped required
+parameter, changed value, extra call, parallel calls reversed, prose), and each is decoded and
+checked under the reference and the fixed rules, as ``score_output`` does in a run. Prints
+items and outputs per second and the pass rate of each output class.
+
+    .venv/bin/python bench/bench_function_call.py [--data /path/to/bfcl]
+
+Default data: ``../shared/data/bfcl`` next to the checkout, else ``$ACBENCH_DATA_DIR/bfcl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from lm_eval_acbench.metrics import bfcl_ast
+from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
+
+CATEGORIES = (
+    "simple",
+    "multiple",
+    "parallel",
+    "parallel_multiple",
+    "irrelevance",
+    "live_simple",
+    "live_multiple",
+    "live_parallel",
+    "live_parallel_multiple",
+    "live_irrelevance",
+)
+STEMS = {"simple": "simple_python"}
+
+
+def read(folder: Path, category: str) -> list[tuple[list, list]]:
+    stem = STEMS.get(category, category)
+    questions = [
+        json.loads(line)
+        for line in (folder / f"BFCL_v4_{stem}.json").read_text().splitlines()
+        if line.strip()
+    ]
+    answers = {}
+    answer_file = folder / "possible_answer" / f"BFCL_v4_{stem}.json"
+    if answer_file.is_file():
+        for line in answer_file.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                answers[row["id"]] = row["ground_truth"]
+    return [(q["function"], answers.get(q["id"], [])) for q in questions]
+
+
+def render(calls: list[dict], style: str) -> str:
+    objects = [{"name": n, "arguments": a} for c in calls for n, a in c.items()]
+    if style == "json":
+        return json.dumps(objects)
+    if style == "tags":
+        return "\n".join(f"<tool_call>\n{json.dumps(o)}\n</tool_call>" for o in objects)
+    return (
+        "["
+        + ", ".join(
+            f"{o['name']}(" + ", ".join(f"{k}={v!r}" for k, v in o["arguments"].items()) + ")"
+            for o in objects
+        )
+        + "]"
+    )
+
+
+def outputs_for(functions: list, gold: list, category: str) -> list[tuple[str, str]]:
+    """(class, output text) pairs for one item."""
+    if "irrelevance" in category:
+        name = functions[0]["name"] if functions else "f"
+        return [("prose", "None of these functions can answer that."), ("call", render([{name: {}}], "json"))]
+    calls = bfcl_ast.gold_calls(gold, functions)
+    out = [(f"gold_{style}", render(calls, style)) for style in ("json", "tags", "python")]
+    name = next(iter(calls[0]))
+    wrong = copy.deepcopy(calls)
+    wrong[0] = {name + "_x": wrong[0][name]}
+    out.append(("wrong_name", render(wrong, "json")))
+    extra = copy.deepcopy(calls)
+    extra[0][name]["zz_unknown"] = 1
+    out.append(("unknown_param", render(extra, "json")))
+    required = (
+        next((f for f in functions if f["name"] == name), {}).get("parameters", {}).get("required") or []
+    )
+    if required and required[0] in calls[0][name]:
+        dropped = copy.deepcopy(calls)
+        dropped[0][name].pop(required[0])
+        out.append(("missing_required", render(dropped, "json")))
+    for param, value in calls[0][name].items():
+        if type(value) in (int, str):
+            changed = copy.deepcopy(calls)
+            changed[0][name][param] = value + 7 if type(value) is int else value + " zq"
+            out.append(("changed_value", render(changed, "json")))
+            break
+    out.append(("extra_call", render(calls + calls[:1], "json")))
+    if "parallel" in category and len(calls) > 1:
+        out.append(("reversed", render(list(reversed(calls)), "json")))
+    out.append(("prose", "I would call a function to do this."))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "bfcl"
+    if not default.is_dir() and os.environ.get("ACBENCH_DATA_DIR"):
+        default = Path(os.environ["ACBENCH_DATA_DIR"]) / "bfcl"
+    parser.add_argument("--data", type=Path, default=default)
+    args = parser.parse_args()
+    if not (args.data / "BFCL_v4_multiple.json").is_file():
+        print(f"no BFCL data at {args.data}; pass --data", file=sys.stderr)
+        return 2
+
+    items = [(category, f, g) for category in CATEGORIES for f, g in read(args.data, category)]
+    prepared = [(category, f, g, outputs_for(f, g, category)) for category, f, g in items]
+    n_outputs = sum(len(o) for *_, o in prepared)
+
+    passed: Counter = Counter()
+    passed_fixed: Counter = Counter()
+    seen: Counter = Counter()
+    start = time.perf_counter()
+    cpu_start = time.process_time()
+    for category, functions, gold, outputs in prepared:
+        for label, text in outputs:
+            calls = parse_tool_calls(text).calls
+            seen[label] += 1
+            passed[label] += bfcl_ast.check_item(functions, calls, gold, category, bfcl_ast.REFERENCE).valid
+            passed_fixed[label] += bfcl_ast.check_item(functions, calls, gold, category, bfcl_ast.FIXED).valid
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
+
+    print(f"data: {args.data}")
+    print(
+        f"{len(items)} items, {n_outputs} outputs scored (decode + reference + fixed) in {elapsed:.2f} s wall, {cpu:.2f} s CPU"
+    )
+    print(f"{len(items) / elapsed:,.0f} items/s, {n_outputs / elapsed:,.0f} outputs/s")
+    print(f"{'output class':<18}{'n':>7}{'reference pass':>16}{'fixed pass':>12}")
+    for label in seen:
+        print(
+            f"{label:<18}{seen[label]:>7}{passed[label] / seen[label]:>16.4f}{passed_fixed[label] / seen[label]:>12.4f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
