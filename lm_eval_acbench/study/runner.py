@@ -109,6 +109,7 @@ def execute_cell(ctx: StageContext, cell: Cell, dep_status: Mapping[str, str],
     layout.error_file(cell.id).unlink(missing_ok=True)
     stage = (stages or default_stages())[cell.kind]
     started = time.time()
+    cpu_started = time.process_time()
     try:
         result = stage(ctx, cell) or {}
     except Exception as exc:  # recorded; the other cells go on
@@ -120,16 +121,18 @@ def execute_cell(ctx: StageContext, cell: Cell, dep_status: Mapping[str, str],
         })
         log.debug("cell %s failed", cell.id, exc_info=True)
         return {**base, "status": "failed", "duration_s": duration, "error": error,
-                "started": started}
+                "started": started, "cpu_s": time.process_time() - cpu_started}
     duration = time.time() - started
+    cpu = time.process_time() - cpu_started  # CPU seconds of this process, all threads
     if missing:
-        return {**base, "status": "partial", "duration_s": duration, "result": result,
+        return {**base, "status": "partial", "duration_s": duration, "result": result, "cpu_s": cpu,
                 "started": started, "error": f"ran without {len(missing)} failed input(s), e.g. {missing[0]}"}
     write_json_atomic(layout.done_marker(cell.id), {
-        "cell": cell.id, "kind": cell.kind, "finished": _now(), "duration_s": duration,
+        "cell": cell.id, "kind": cell.kind, "finished": _now(), "duration_s": duration, "cpu_s": cpu,
         "fingerprint": cell_fingerprint(ctx.study, cell), "result": result,
     })
-    return {**base, "status": "done", "duration_s": duration, "result": result, "started": started}
+    return {**base, "status": "done", "duration_s": duration, "result": result, "started": started,
+            "cpu_s": cpu}
 
 
 # ---- the driver ------------------------------------------------------------------------------
@@ -162,7 +165,7 @@ class RunSummary:
 def stage_timings(plan: Plan, results: Mapping[str, dict], plan_s: float, wall_s: float) -> list[dict]:
     """One row per stage: cells, how many ran now / were cached / failed, busy and wall seconds."""
     rows = [{"stage": "plan", "cells": 0, "ran": 0, "cached": 0, "failed": 0,
-             "busy_s": plan_s, "wall_s": plan_s}]
+             "busy_s": plan_s, "cpu_s": None, "wall_s": plan_s}]
     for kind in KINDS:
         mine = [r for r in results.values() if r["kind"] == kind]
         ran = [r for r in mine if r["status"] in ("done", "partial", "failed")]
@@ -175,21 +178,26 @@ def stage_timings(plan: Plan, results: Mapping[str, dict], plan_s: float, wall_s
             "cached": sum(r["status"] == "cached" for r in mine),
             "failed": sum(r["status"] in ("failed", "blocked") for r in mine),
             "busy_s": sum(r["duration_s"] for r in ran),
+            "cpu_s": sum(r.get("cpu_s", 0.0) for r in ran),
             "wall_s": (max(ends) - min(starts)) if starts else 0.0,
         })
     rows.append({"stage": "total", "cells": len(plan.cells),
                  "ran": sum(r["ran"] for r in rows), "cached": sum(r["cached"] for r in rows),
                  "failed": sum(r["failed"] for r in rows),
-                 "busy_s": sum(r["busy_s"] for r in rows), "wall_s": wall_s})
+                 "busy_s": sum(r["busy_s"] for r in rows),
+                 "cpu_s": sum(r["cpu_s"] or 0.0 for r in rows), "wall_s": wall_s})
     return rows
 
 
 def timing_table(rows: list[dict]) -> str:
-    head = "| stage | cells | ran now | cached | failed | busy (s) | wall (s) |"
-    lines = [head, "|---|--:|--:|--:|--:|--:|--:|"]
+    """Markdown table; busy = seconds inside the stage's cells, CPU = CPU seconds they used
+    (all threads; cells run in-process only), wall = first start to last end of the stage."""
+    head = "| stage | cells | ran now | cached | failed | busy (s) | CPU (s) | wall (s) |"
+    lines = [head, "|---|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows:
+        cpu = "" if r.get("cpu_s") is None else f"{r['cpu_s']:.1f}"
         lines.append(f"| {r['stage']} | {r['cells']} | {r['ran']} | {r['cached']} | {r['failed']} "
-                     f"| {r['busy_s']:.1f} | {r['wall_s']:.1f} |")
+                     f"| {r['busy_s']:.1f} | {cpu} | {r['wall_s']:.1f} |")
     return "\n".join(lines)
 
 
