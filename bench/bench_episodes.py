@@ -11,6 +11,7 @@ Two measurements in one run:
    are taken in that same run; the printed ratio is loop time / model time (target: < 5%).
 
 Usage: python bench/bench_episodes.py [--episodes 60 --steps 30 --model-episodes 60 --model-steps 3]
+(the stub answers need the four default environments; ScienceWorld is left out by default)
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ STUB_ANSWERS = {
 }
 
 
-def episode_records(count: int) -> list[dict]:
+def episode_records(count: int, envs: list[str]) -> list[dict]:
     from lm_eval_acbench.envs.base import EnvUnavailable, make_env
-    from lm_eval_acbench.tasks.realworld import DATA_FOLDERS, load_episodes
+    from lm_eval_acbench.tasks.realworld import load_episodes
 
     pool = []
-    for env in DATA_FOLDERS:
+    for env in envs:
         records = load_episodes(env, {"data_source": "sample"})
         try:
             make_env(records[0]).close()
@@ -77,11 +78,14 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--chat", action="store_true", help="render prompts with the chat template")
     parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--envs", default="pddl,babyai,tool-query,tool-operation",
+                        help="environments to mix (ScienceWorld starts one Java server per episode)")
     args = parser.parse_args(argv)
 
     from lm_eval_acbench.episodes import LoopSettings, run_episodes
 
-    records = episode_records(args.episodes)
+    envs = [name.strip() for name in args.envs.split(",") if name.strip()]
+    records = episode_records(args.episodes, envs)
     settings = LoopSettings(max_steps=args.steps, max_invalid=0, memory=5)
     stats: dict = {}
     start = time.perf_counter()
@@ -103,7 +107,7 @@ def main(argv=None) -> int:
 
     lm = HFLM(pretrained=str(fetch(DEFAULT_MODEL)), batch_size=args.batch_size, device="cpu")
     policy, render = lm_policy(lm, lm.generate_until, args.chat)
-    records = episode_records(args.model_episodes)
+    records = episode_records(args.model_episodes, envs)
     settings = LoopSettings(max_steps=args.model_steps, max_invalid=0, memory=5)
     gen = {"until": ["\n\n", "Observation:"], "max_gen_toks": args.max_gen_toks, "do_sample": False}
     stats = {}

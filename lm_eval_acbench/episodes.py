@@ -194,6 +194,7 @@ def _call_with_timeout(fn: Callable, timeout: float, *args):
 
 
 _warned_skips: set = set()
+PARALLEL_START = frozenset({"scienceworld"})
 
 
 def _start(episode: Episode, make_env: Callable[[dict], Any]) -> None:
@@ -272,8 +273,16 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
     stats.update(model_calls=0, model_seconds=0.0, env_seconds=0.0)
 
     tick = time.perf_counter()
+    # Environments that start a server (ScienceWorld's JVM) start side by side; others in turn.
+    slow = [e for e in episodes if e.record.get("env") in PARALLEL_START]
     for episode in episodes:
-        _start(episode, make_env)
+        if episode.record.get("env") not in PARALLEL_START:
+            _start(episode, make_env)
+    if slow:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(slow)), thread_name_prefix="acbench-env-start") as pool:
+            list(pool.map(lambda episode: _start(episode, make_env), slow))
     stats["env_seconds"] += time.perf_counter() - tick
 
     while True:
@@ -445,7 +454,8 @@ def _generate_until(lm, original, chat: bool, system_instruction, requests, *arg
     if not mine:
         return original(requests, *args, **kwargs)
     results: list = [None] * len(requests)
-    others = [i for i in range(len(requests)) if i not in set(mine)]
+    mine_set = set(mine)
+    others = [i for i in range(len(requests)) if i not in mine_set]
     if others:
         for i, out in zip(others, original([requests[i] for i in others], *args, **kwargs), strict=True):
             results[i] = out

@@ -209,3 +209,54 @@ def test_extract_action_is_total_and_one_line(text):
 def test_extract_action_finds_the_labelled_action(action, prefix, tail):
     suffix = "`" if prefix == "`" else ""
     assert extract_action(f"\n {prefix}{action}{suffix}\n{tail}") == action
+
+
+def test_start_up_hook_patches_evaluate_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+
+    code = ("import lm_eval.evaluator as e, lm_eval_acbench.episodes as ep; "
+            "print(getattr(e.evaluate, '_acbench_episodes', False), ep._state['patched'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "True"], done.stderr[-2000:]
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "ACBENCH_DISABLE_HOOK": "1"})
+    assert off.stdout.split() == ["False", "False"], off.stderr[-2000:]
+
+
+def test_tasks_refuse_to_build_requests_without_the_loop(monkeypatch):
+    from lm_eval_acbench import episodes
+    from lm_eval_acbench.tasks.realworld import doc_to_text
+
+    monkeypatch.setattr(episodes, "_state", {"patched": False, "problem": "lm_eval.evaluator.evaluate changed"})
+    with pytest.raises(RuntimeError, match="needs acbench's episode loop.*evaluate changed"):
+        doc_to_text({"env": "pddl", "id": 0})
+
+
+def test_adapter_runs_episode_requests_and_passes_others_through():
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.dummy import DummyLM
+
+    from lm_eval_acbench.episodes import EPISODE_FIELD, LOOP_FIELD, _episode_aware
+    from lm_eval_acbench.tasks.realworld import load_episodes
+
+    record = load_episodes("tool-query", {"data_source": "sample"})[0]
+    lm = DummyLM()
+    calls = []
+    original = lm.generate_until
+
+    def counting(requests, *args, **kwargs):
+        calls.append(len(requests))
+        return original(requests, *args, **kwargs)
+
+    lm.generate_until = counting  # count the model calls the loop makes
+    ordinary = Instance("generate_until", {"q": 1}, ("Question?", {"until": ["\n"]}), 0, ("other_task", 0, 1))
+    episode = Instance("generate_until", {EPISODE_FIELD: json.dumps(record), LOOP_FIELD: json.dumps({"max_steps": 4})},
+                       ("label", {"max_gen_toks": 8}), 0, ("acbench_realworld_tool_query", 0, 1))
+    with _episode_aware(lm, apply_chat_template=False, system_instruction=None):
+        out = lm.generate_until([ordinary, episode, episode])
+    assert lm.generate_until is counting  # restored
+    assert out[0] == "lol"
+    transcript = json.loads(out[1])
+    assert transcript["episode_id"] == record["id"] and transcript["steps"] == 3.0  # 3 invalid in a row
+    assert calls == [1, 2, 2, 2]  # the ordinary request, then one batched call per step for both episodes
