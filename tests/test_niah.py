@@ -133,6 +133,18 @@ def test_cells_fit_their_length_and_needle_sits_at_sentence_ends(tokenizer):
         assert 0.35 < mid <= 0.5  # moved back from 50% to a sentence end, never forward
 
 
+def test_joined_sentence_texts_equal_a_per_cell_decode(tokenizer):
+    haystack = niah.Haystack(niah.filler_text(60), tokenizer, 3000)
+    assert haystack.sentences is not None  # byte-level BPE: the fast path applies
+    for length in (500, 1800, 3000):
+        for depth in (0, 33, 100):
+            text, ids, _ = haystack.cell_text(length, depth)
+            assert text == tokenizer.decode(ids)
+    fast = haystack.cell(1800, 33)
+    haystack.sentences = None  # the per-cell decode fallback gives the same record
+    assert haystack.cell(1800, 33) == fast
+
+
 def test_short_haystack_is_repeated(tokenizer):
     records = niah.build_grid("One short sentence. Another one here.", tokenizer, [400], [50])
     assert records[0]["prompt_tokens"] > 300

@@ -252,6 +252,22 @@ class Haystack:
         self.boundaries = np.concatenate([[0], np.flatnonzero(is_end) + 1])
         self.needle_ids = tokenizer(" " + needle.NEEDLE, add_special_tokens=False)["input_ids"]
         self.overhead = len(tokenizer(PROMPT_PREFIX + PROMPT_SUFFIX, add_special_tokens=False)["input_ids"])
+        self.sentences = self._sentence_texts()
+
+    def _sentence_texts(self) -> list[str] | None:
+        """The decoded text of each span between sentence boundaries, when joining them is exact.
+
+        With byte-level BPE (and most tokenizers) decoding is concatenative at a sentence end,
+        so a cell's text is a join of these strings plus the needle's text: no per-cell decode.
+        Checked once on the whole haystack; ``None`` (decode per cell) when it does not hold.
+        """
+        edges = self.boundaries.tolist()
+        spans = [self.tokenizer.decode(self.ids[a:b].tolist()) for a, b in zip(edges, edges[1:])]
+        whole = self.tokenizer.decode(self.ids[: edges[-1]].tolist())
+        self.needle_text = self.tokenizer.decode(list(self.needle_ids))
+        probe = self.ids[: edges[min(2, len(edges) - 1)]].tolist()
+        probe_ok = self.tokenizer.decode(probe + list(self.needle_ids)) == self.tokenizer.decode(probe) + self.needle_text
+        return spans if "".join(spans) == whole and probe_ok else None
 
     def boundary_at_or_before(self, index: int) -> int:
         import numpy as np
@@ -267,9 +283,22 @@ class Haystack:
         hay = self.ids[:cut].tolist()
         return hay[:position] + list(self.needle_ids) + hay[position:], position
 
-    def cell(self, length: int, depth: int) -> dict:
+    def cell_text(self, length: int, depth: int) -> tuple[str, list[int], int]:
+        """The cell's document text (== decoding its token ids), the ids, the needle position."""
         ids, position = self.cell_ids(length, depth)
-        document = self.tokenizer.decode(ids).strip()
+        if self.sentences is None:
+            return self.tokenizer.decode(ids), ids, position
+        import numpy as np
+
+        cut = len(ids) - len(self.needle_ids)
+        k_pos = int(np.searchsorted(self.boundaries, position))
+        k_cut = int(np.searchsorted(self.boundaries, cut))
+        text = "".join(self.sentences[:k_pos]) + self.needle_text + "".join(self.sentences[k_pos:k_cut])
+        return text, ids, position
+
+    def cell(self, length: int, depth: int) -> dict:
+        text, ids, position = self.cell_text(length, depth)
+        document = text.strip()
         return {
             "prompt": PROMPT_PREFIX + document + PROMPT_SUFFIX,
             "context_length": int(length),
