@@ -8,7 +8,7 @@ distinct texts embedded, texts per second, and the share of time spent in scorin
 (parsing, matching, topological orders, LIS) as opposed to embedding and model loading.
 
     .venv/bin/python bench/bench_workflow.py [--data-dir ../shared/data/worfbench] [--model NAME]
-        [--limit N]   (N items per subset, for a quick look)
+        [--limit N]   (N items per subset, for a quick look)  [--threads N]
 """
 
 from __future__ import annotations
@@ -59,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="embedding model (default: all-mpnet-base-v2)")
     parser.add_argument("--limit", type=int, default=None, help="items per subset")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     import numpy as np
 
@@ -98,10 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     def mean(rows, key):
         return float(np.mean([r[key] for r in rows]))
 
+    import os
+
     print(f"embedding model         {model}")
+    print(f"machine                 {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     print(f"items                   {n} golds + {n} perturbed = {2 * n} scored pairs")
-    print(f"total seconds           {total_s:.1f}  (model load {load_s:.1f}, embedding {timings['embed_s']:.1f}, "
-          f"scoring {timings['score_s']:.2f})")
+    print(f"total seconds           {total_s:.1f}  (model load {load_s:.1f}, "
+          f"embedding {timings['embed_s']:.1f}, scoring {timings['score_s']:.2f})")
     print(f"distinct texts embedded {timings['texts']}")
     print(f"texts per second        {timings['texts'] / max(timings['embed_s'], 1e-9):.1f}")
     print(f"scoring work share      {100 * timings['score_s'] / total_s:.2f}% of total")
@@ -116,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{mean(p, 'node_f1_fixed'):5.3f} {mean(p, 'graph_f1'):8.3f}")
     print(f"{'all':<12}{n:>5}  {mean(gold_res, 'node_f1'):13.3f} {mean(gold_res, 'node_f1_fixed'):5.3f} "
           f"{mean(gold_res, 'graph_f1'):8.3f} {mean(gold_res, 'graph_f1_fixed'):5.3f} | "
-          f"{mean(pert_res, 'node_f1'):18.3f} {mean(pert_res, 'node_f1_fixed'):5.3f} {mean(pert_res, 'graph_f1'):8.3f}")
+          f"{mean(pert_res, 'node_f1'):18.3f} {mean(pert_res, 'node_f1_fixed'):5.3f} "
+          f"{mean(pert_res, 'graph_f1'):8.3f}")
     return 0
 
 

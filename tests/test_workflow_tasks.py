@@ -25,7 +25,8 @@ REAL_SIZES = {"wikihow": 262, "toolbench": 114, "toolalpaca": 93, "lumos": 489, 
 
 
 def exact(left, right):
-    return np.array([[1.0 if a == b else 0.0 for b in right] for a in left], dtype=float).reshape(len(left), len(right))
+    table = [[1.0 if a == b else 0.0 for b in right] for a in left]
+    return np.array(table, dtype=float).reshape(len(left), len(right))
 
 
 def rows(split) -> list[dict]:
@@ -77,7 +78,9 @@ def test_yaml_settings():
 def os_task():
     from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=str(YAML_DIR), include_defaults=False, metadata={"data_source": "sample"})
+    manager = TaskManager(
+        include_path=str(YAML_DIR), include_defaults=False, metadata={"data_source": "sample"}
+    )
     loaded = manager.load(["acbench_workflow_os"])
     task = loaded["tasks"]["acbench_workflow_os"]
     task.set_fewshot_seed(0)
@@ -103,7 +106,9 @@ def test_chat_prompt_makes_demos_real_turns(os_task):
         seen.append(messages)
         return json.dumps(messages)
 
-    os_task.fewshot_context(doc, 2, apply_chat_template=True, fewshot_as_multiturn=True, chat_template=template)
+    os_task.fewshot_context(
+        doc, 2, apply_chat_template=True, fewshot_as_multiturn=True, chat_template=template
+    )
     roles = [m["role"] for m in seen[0]]
     assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
     assert seen[0][2]["content"] == T.doc_to_target(rows(os_task.dataset["demo"])[0])
@@ -129,7 +134,8 @@ def test_score_responses_batches_and_caches(monkeypatch):
     resps = [[gold], ["Node:\n1.go to fridge\nEdge: (START,1) (1,END)"], [[]], ["Sure! " * 50]]
     results = T.score_responses(resps, [docs[0]] * 4)
     assert len(calls) == 1 and len(calls[0]) == len(set(calls[0]))
-    assert results[0]["node_f1_fixed"] == pytest.approx(1.0) and results[0]["graph_f1_fixed"] == pytest.approx(1.0)
+    assert results[0]["node_f1_fixed"] == pytest.approx(1.0)
+    assert results[0]["graph_f1_fixed"] == pytest.approx(1.0)
     assert results[0]["node_f1"] == pytest.approx(1.0) and results[0]["parse_rate"] == 1.0
     assert results[1]["node_f1"] == 0.0 and "space after the separator" in results[1]["reason"]
     assert results[1]["node_f1_fixed"] > 0.0  # the quirk-free parser reads "1.go to fridge"
@@ -175,6 +181,9 @@ def test_real_golds_with_embeddings_quirk_free(real_dir):
     assert [r["graph_f1_fixed"] for r in results] == pytest.approx([1.0] * len(golds))
 
 
+FOUR_PARALLEL = sorted([(0, i) for i in range(1, 5)] + [(i, 5) for i in range(1, 5)])
+
+
 def _real_gold(real_dir, subset, predicate):
     for record in T.read_subset(real_dir, subset):
         text = record["conversations"][-1]["content"]
@@ -206,8 +215,9 @@ def test_real_hand_made_predictions_follow_reference_rules(real_dir):
     nodes = list(graph.inner)
     nodes[0], nodes[-1] = nodes[-1], nodes[0]
     n = len(nodes)
-    pred = W.parse_reference("Node:\n" + "".join(f"{i}: {t}\n" for i, t in enumerate(nodes, 1))
-                             + "Edge: (START,1) " + " ".join(f"({i},{i + 1})" for i in range(1, n)) + f" ({n},END)")
+    edges = "(START,1) " + " ".join(f"({i},{i + 1})" for i in range(1, n)) + f" ({n},END)"
+    lines = "".join(f"{i}: {t}\n" for i, t in enumerate(nodes, 1))
+    pred = W.parse_reference("Node:\n" + lines + "Edge: " + edges)
     assert W.reference_node_scores(pred, graph, exact)["f1"] == pytest.approx((n - 2) / n)
     # Only the first node predicted: P = 1, R = 1/n.
     one = W.parse_reference(f"Node:\n1: {graph.inner[0]}\nEdge: (START,1) (1,END)")
@@ -216,6 +226,6 @@ def test_real_hand_made_predictions_follow_reference_rules(real_dir):
     # A gold with 4 parallel nodes under START: at most 20 of 24 orders, its own is not among them.
     text, graph = _real_gold(
         real_dir, "seal_tools" if (real_dir / "seal_tools").is_dir() else "toolbench",
-        lambda t, g: len(g.inner) == 4 and sorted(g.edges) == sorted([(0, i) for i in range(1, 5)] + [(i, 5) for i in range(1, 5)]),
+        lambda t, g: len(g.inner) == 4 and sorted(g.edges) == FOUR_PARALLEL,
     )
     assert W.reference_node_scores(graph, graph, exact)["f1"] == pytest.approx(0.75)

@@ -65,7 +65,9 @@ TIE_EPSILON = 1e-6
 # end of its line), so the look-behind gives the same matches in linear instead of quadratic time.
 _REF_NODE = re.compile(r"(?<!\d)\d+[:.] (.+)")
 _EDGE = re.compile(r"\(\s*(\d+|START)\s*,\s*(\d+|END)\s*\)")
-_LENIENT_NODE = re.compile(r"^[ \t>*#-]*(?:node[ \t]*)?(\d+)[ \t]*[:.)][ \t]*(\S.*)$", re.IGNORECASE | re.MULTILINE)
+_LENIENT_NODE = re.compile(
+    r"^[ \t>*#-]*(?:node[ \t]*)?(\d+)[ \t]*[:.)][ \t]*(\S.*)$", re.IGNORECASE | re.MULTILINE
+)
 _EDGE_HEADER = re.compile(r"^[ \t>*#-]*edges?\b", re.IGNORECASE | re.MULTILINE)
 
 Similarity = Callable[[Sequence[str], Sequence[str]], np.ndarray]
@@ -270,7 +272,11 @@ def reference_graph_scores(pred: Graph | None, gold: Graph | None, sim: Similari
         return zero_scores()  # the reference crashes here (max() of no component)
     matched_pred_set = set(matched_pred)
     gold_edges = {(u, v) for u, v in gold.edges if u in matched_gold and v in matched_gold}
-    shared = [(u, v) for u, v in pred.edges if u in matched_pred_set and v in matched_pred_set and (u, v) in gold_edges]
+    shared = [
+        (u, v)
+        for u, v in pred.edges
+        if u in matched_pred_set and v in matched_pred_set and (u, v) in gold_edges
+    ]
     pred_component = _largest_component(matched_pred, shared)
     gold_component = _largest_component(sorted(matched_gold), shared)
     precision, recall = pred_component / len(pred.nodes), gold_component / len(gold.nodes)
@@ -407,7 +413,9 @@ def fixed_graph_scores(pred: Graph, gold: Graph, sim: Similarity) -> dict[str, f
     pred_edges = {(u, v) for u, v in pred.edges if 0 <= u < len(mapping) and 0 <= v < len(mapping)}
     gold_edges = set(gold.edges)
     correct = sum(
-        1 for u, v in pred_edges if mapping[u] >= 0 and mapping[v] >= 0 and (mapping[u], mapping[v]) in gold_edges
+        1
+        for u, v in pred_edges
+        if mapping[u] >= 0 and mapping[v] >= 0 and (mapping[u], mapping[v]) in gold_edges
     )
     if not pred_edges or not gold_edges:
         return zero_scores()
