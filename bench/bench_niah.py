@@ -28,7 +28,7 @@ def peak_rss_gib() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="HF model folder (default: SmolLM2-135M-Instruct via acbench model fetch)")
+    parser.add_argument("--model", help="HF model folder (default: SmolLM2-135M-Instruct, fetched)")
     parser.add_argument("--max-length", type=int, default=40_000, help="longest grid length in tokens")
     parser.add_argument("--eval-longest", action="store_true", help="also run the model on the longest cell")
     args = parser.parse_args(argv)
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     chars = sum(len(cell["prompt"]) for cell in cells)
     print(f"haystack: {source}, tokenizer: {model_dir}")
     print(f"grid: {len(lengths)} lengths (1000..{max(lengths)}) x {len(depths)} depths = {n} cells")
-    print(f"tokenize once (+ decode sentences once): {tokenized - start:.2f} s for {len(haystack.ids)} tokens")
+    print(f"tokenize once (+ decode sentences once): {tokenized - start:.2f} s "
+          f"for {len(haystack.ids)} tokens")
     print(f"cells: {done - tokenized:.2f} s in all, {(done - tokenized) / n * 100:.2f} s per 100 cells")
     print(f"grid total incl. tokenization: {(done - start) / n * 100:.2f} s per 100 cells")
     print(f"peak Python allocation while building (all {n} prompts, {chars / 2**20:.0f} MiB of text, held): "
@@ -91,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         answer = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
         from lm_eval_acbench.metrics.needle import word_set_recall
 
-        print(f"longest cell: {longest} (prompt {ids['input_ids'].shape[1]} tokens), depth 50%, window {window}")
-        print(f"generate 32 tokens: {elapsed:.1f} s; recall {word_set_recall(answer):.2f}; answer: {answer.strip()[:100]!r}")
+        prompt_tokens = ids["input_ids"].shape[1]
+        print(f"longest cell: {longest} (prompt {prompt_tokens} tokens), depth 50%, window {window}")
+        print(f"generate 32 tokens: {elapsed:.1f} s; recall {word_set_recall(answer):.2f}; "
+              f"answer: {answer.strip()[:100]!r}")
         print(f"peak RSS: {before:.2f} GiB before the model, {peak_rss_gib():.2f} GiB after generating")
     return 0
 

@@ -40,7 +40,8 @@ def test_prompts_are_cut_in_the_middle_by_the_model_tokenizer(smollm2_dir):
     from lm_eval_acbench.tasks.niah import load_tokenizer
 
     tokenizer = load_tokenizer(str(smollm2_dir))
-    row = {"input": "Which paragraph?", "context": "Paragraph 1: " + "filler words here. " * 300, "answers": ["Paragraph 1"]}
+    context = "Paragraph 1: " + "filler words here. " * 300
+    row = {"input": "Which paragraph?", "context": context, "answers": ["Paragraph 1"]}
     full = task.render_prompt("passage_retrieval_en", row)
     (record,) = task.build_records("passage_retrieval_en", [row], tokenizer, budget=100)
     assert record["truncated"] and record["prompt_tokens"] > 100 and record["prompt_tokens_kept"] == 100
@@ -69,7 +70,8 @@ def test_qa_f1():
 
 
 def test_best_over_golds_and_first_line():
-    assert lb.best_over_golds("triviaqa", "qa_f1", "\nBright Anna\nextra words", ["the Bright Anna", "x"]) == 1.0
+    golds = ["the Bright Anna", "x"]
+    assert lb.best_over_golds("triviaqa", "qa_f1", "\nBright Anna\nextra words", golds) == 1.0
     # without the first-line rule, the second line counts
     assert lb.best_over_golds("hotpotqa", "qa_f1", "Prague\nBrno", ["Prague"]) == pytest.approx(2 / 3)
     assert lb.best_over_golds("hotpotqa", "qa_f1", "", ["Prague"]) == 0.0

@@ -111,7 +111,8 @@ def test_cells_fit_their_length_and_needle_sits_at_sentence_ends(tokenizer):
     text = niah.filler_text(30)
     lengths, depths = [400, 700, 1000], [0, 11, 50, 89, 100]
     records = niah.build_grid(text, tokenizer, lengths, depths, "test")
-    assert [(r["context_length"], r["depth_percent"]) for r in records] == [(n, d) for n in lengths for d in depths]
+    cells = [(r["context_length"], r["depth_percent"]) for r in records]
+    assert cells == [(n, d) for n in lengths for d in depths]
     for record in records:
         prompt = record["prompt"]
         assert prompt.count(needle.NEEDLE) == 1
@@ -155,7 +156,8 @@ def test_grid_settings_defaults_and_caps(tokenizer):
     assert lengths == [1000, 2000, 3000]  # 4000 > 4096 - 64 - 64
     assert depths == [0, 11, 22, 33, 44, 56, 67, 78, 89, 100]
     lengths, depths = niah.grid_settings(
-        {"max_length": 2048, "niah_context_lengths": "512, 1024,4096", "niah_depth_percents": [50, 0]}, tokenizer
+        {"max_length": 2048, "niah_context_lengths": "512, 1024,4096", "niah_depth_percents": [50, 0]},
+        tokenizer,
     )
     assert lengths == [512, 1024] and depths == [0, 50]
     with pytest.raises(data.DataUnavailable):

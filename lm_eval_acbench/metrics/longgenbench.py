@@ -23,7 +23,8 @@ shifts all later ones; ``acc_zip = correct / K``.
 
 Answer forms: GSM8K numbers may carry a sign, thousands commas, a leading ``$`` and a decimal
 part (``1,000`` == ``1000`` == ``1000.0``); MMLU letters are ``(a)``-``(j)`` in parentheses
-(any case) or a bare capital ``A``-``J`` not followed by a letter. Both are supersets of the original's ``(\\d+)`` and ``\\((.*?)\\)`` patterns.
+(any case) or a bare capital ``A``-``J`` not followed by a letter. Both are supersets of the
+original's ``(\\d+)`` and ``\\((.*?)\\)`` patterns.
 """
 
 from __future__ import annotations

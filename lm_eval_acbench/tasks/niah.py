@@ -108,7 +108,9 @@ def filler_text(paragraphs: int, seed: int = 0) -> str:
     for _ in range(paragraphs):
         sentences = []
         for _ in range(rng.randint(4, 7)):
-            sentence = f"{rng.choice(_OPENERS)}, {rng.choice(_TOPICS)} {rng.choice(_VERBS)} {rng.choice(_CLAIMS)}."
+            opener, topic, verb, claim = (rng.choice(_OPENERS), rng.choice(_TOPICS), rng.choice(_VERBS),
+                                          rng.choice(_CLAIMS))
+            sentence = f"{opener}, {topic} {verb} {claim}."
             sentences.append(sentence)
             if rng.random() < 0.5:
                 sentences.append(rng.choice(_FOLLOWUPS))
@@ -132,7 +134,8 @@ def _from_hub() -> list[dict]:
 
     rows = datasets.load_dataset(HUB_ID, split="train")
     column = "text" if "text" in rows.column_names else rows.column_names[0]
-    return [{"text": text, "name": str(i)} for i, text in enumerate(rows[column]) if text and str(text).strip()]
+    texts = [str(text) for text in rows[column] if text and str(text).strip()]
+    return [{"text": text, "name": str(i)} for i, text in enumerate(texts)]
 
 
 def haystack_text(metadata: dict | None) -> tuple[str, str]:
@@ -170,7 +173,8 @@ def model_window(metadata: dict, tokenizer=None) -> int | None:
         try:
             from transformers import AutoConfig
 
-            config = AutoConfig.from_pretrained(name, trust_remote_code=bool(metadata.get("trust_remote_code")))
+            remote = bool(metadata.get("trust_remote_code"))
+            config = AutoConfig.from_pretrained(name, trust_remote_code=remote)
             for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
                 value = getattr(config, attr, None)
                 if isinstance(value, int) and value > 0:
@@ -213,7 +217,8 @@ def grid_settings(metadata: dict, tokenizer) -> tuple[list[int], list[int]]:
     if cap is not None:
         dropped = [length for length in lengths if length > cap]
         if dropped:
-            log.warning("niah: dropping context lengths %s beyond the model's window (%d usable)", dropped, cap)
+            log.warning("niah: dropping context lengths %s beyond the model's window (%d usable)",
+                        dropped, cap)
         lengths = [length for length in lengths if length <= cap]
     depths = _int_list(metadata.get("niah_depth_percents", DEFAULT_DEPTHS), "niah_depth_percents")
     bad = [d for d in depths if not 0 <= d <= 100]
@@ -266,7 +271,8 @@ class Haystack:
         whole = self.tokenizer.decode(self.ids[: edges[-1]].tolist())
         self.needle_text = self.tokenizer.decode(list(self.needle_ids))
         probe = self.ids[: edges[min(2, len(edges) - 1)]].tolist()
-        probe_ok = self.tokenizer.decode(probe + list(self.needle_ids)) == self.tokenizer.decode(probe) + self.needle_text
+        spliced = self.tokenizer.decode(probe + list(self.needle_ids))
+        probe_ok = spliced == self.tokenizer.decode(probe) + self.needle_text
         return spans if "".join(spans) == whole and probe_ok else None
 
     def boundary_at_or_before(self, index: int) -> int:
