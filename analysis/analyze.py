@@ -119,46 +119,62 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
     acc = {k: np.zeros((4, 0)) for k in ks}  # per window position: tau_sum, tau_n, rho_sum, rho_n
     totals = {k: {"covered": 0, "positions": 0} for k in ks}
     n_positions = 0
-    for shard_b, group in common.groupby("shard_b", sort=False):
-        for row_b, shard_c, row_c, key in zip(group["row_b"], group["shard_c"], group["row_c"], group["key"]):
-            rb = cache_b.get(shard_b, int(row_b))
-            rcm = cache_c.get(shard_c, int(row_c))
-            pos, ib, ic = np.intersect1d(rb["positions"], rcm["positions"], return_indices=True)
-            if pos.size == 0:
+    with _one_blas_thread():
+        for shard_b, group in common.groupby("shard_b", sort=False):
+            items = []
+            for row_b, shard_c, row_c, key in zip(group["row_b"], group["shard_c"], group["row_c"], group["key"]):
+                rb = cache_b.get(shard_b, int(row_b))
+                rcm = cache_c.get(shard_c, int(row_c))
+                pos, ib, ic = np.intersect1d(rb["positions"], rcm["positions"], return_indices=True)
+                if pos.size == 0:
+                    continue
+                # ERank over the (capped) common positions: principal sub-matrix of each raw Gram
+                cap_pos = _cap(pos, max_n)
+                sel_b, sel_c = ib[-cap_pos.size:], ic[-cap_pos.size:]
+                ck = (key, tuple(cap_pos.tolist()))
+                if ck not in erank_cache:
+                    erank_cache[ck] = er.erank_from_gram(rb["gram"][np.ix_(sel_b, sel_b)])
+                items.append({
+                    "key": key, "task": rb["task"], "n": int(pos.size), "n_erank": int(cap_pos.size),
+                    "erank_b": erank_cache[ck], "erank_c": er.erank_from_gram(rcm["gram"][np.ix_(sel_c, sel_c)]),
+                    "b_ids": rb["topk_ids"][ib], "b_val": rb["topk_logits"][ib],
+                    "c_ids": rcm["topk_ids"][ic], "c_val": rcm["topk_logits"][ic],
+                    "eb": en.energy_from_lse(rb["lse"][ib, tb], temperature),
+                    "ec": en.energy_from_lse(rcm["lse"][ic, tc], temperature)})
+            if not items:
                 continue
-            n_positions += pos.size
-            # ERank over the (capped) common positions: principal sub-matrix of each raw Gram
-            cap_pos = _cap(pos, max_n)
-            sel_b, sel_c = ib[-cap_pos.size:], ic[-cap_pos.size:]
-            ck = (key, tuple(cap_pos.tolist()))
-            if ck not in erank_cache:
-                erank_cache[ck] = er.erank_from_gram(rb["gram"][np.ix_(sel_b, sel_b)])
-            erank_b = erank_cache[ck]
-            erank_c = er.erank_from_gram(rcm["gram"][np.ix_(sel_c, sel_c)])
-            corr = rc.topk_rank_correlation(rb["topk_ids"][ib], rb["topk_logits"][ib],
-                                            rcm["topk_ids"][ic], rcm["topk_logits"][ic], ks=ks)
-            row = {"pair": label, "key": key, "task": rb["task"], "n_positions": int(pos.size),
-                   "n_erank": int(cap_pos.size), "erank_base": erank_b, "erank_compressed": erank_c}
-            for k in ks:
-                tau, rho, cov = corr[k]["tau"], corr[k]["rho"], corr[k]["covered"]
-                totals[k]["covered"] += int(cov.sum())
-                totals[k]["positions"] += int(cov.size)
-                row[f"tau_{k}"] = float(np.nanmean(tau)) if np.isfinite(tau).any() else float("nan")
-                row[f"rho_{k}"] = float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
-                if acc[k].shape[1] < pos.size:  # index within the logged window
-                    acc[k] = np.pad(acc[k], ((0, 0), (0, pos.size - acc[k].shape[1])))
-                ft, fr = np.isfinite(tau), np.isfinite(rho)
-                acc[k][0, :pos.size] += np.where(ft, tau, 0.0)
-                acc[k][1, :pos.size] += ft
-                acc[k][2, :pos.size] += np.where(fr, rho, 0.0)
-                acc[k][3, :pos.size] += fr
-            eb = en.energy_from_lse(rb["lse"][ib, tb], temperature)
-            ec = en.energy_from_lse(rcm["lse"][ic, tc], temperature)
-            e_base.append(eb)
-            e_comp.append(ec)
-            row["energy_base_mean"] = float(eb.mean())
-            row["energy_compressed_mean"] = float(ec.mean())
-            seq_rows.append(row)
+            # one vectorised rank-correlation call per shard, split back per record
+            corr = rc.topk_rank_correlation(np.concatenate([it["b_ids"] for it in items]),
+                                            np.concatenate([it["b_val"] for it in items]),
+                                            np.concatenate([it["c_ids"] for it in items]),
+                                            np.concatenate([it["c_val"] for it in items]), ks=ks)
+            offset = 0
+            for it in items:
+                n = it["n"]
+                n_positions += n
+                row = {"pair": label, "key": it["key"], "task": it["task"], "n_positions": n,
+                       "n_erank": it["n_erank"], "erank_base": it["erank_b"], "erank_compressed": it["erank_c"]}
+                for k in ks:
+                    tau = corr[k]["tau"][offset:offset + n]
+                    rho = corr[k]["rho"][offset:offset + n]
+                    cov = corr[k]["covered"][offset:offset + n]
+                    totals[k]["covered"] += int(cov.sum())
+                    totals[k]["positions"] += int(cov.size)
+                    row[f"tau_{k}"] = _nanmean(tau)
+                    row[f"rho_{k}"] = _nanmean(rho)
+                    if acc[k].shape[1] < n:  # index within the logged window
+                        acc[k] = np.pad(acc[k], ((0, 0), (0, n - acc[k].shape[1])))
+                    ft, fr = np.isfinite(tau), np.isfinite(rho)
+                    acc[k][0, :n] += np.where(ft, tau, 0.0)
+                    acc[k][1, :n] += ft
+                    acc[k][2, :n] += np.where(fr, rho, 0.0)
+                    acc[k][3, :n] += fr
+                offset += n
+                e_base.append(it["eb"])
+                e_comp.append(it["ec"])
+                row["energy_base_mean"] = float(it["eb"].mean())
+                row["energy_compressed_mean"] = float(it["ec"].mean())
+                seq_rows.append(row)
     e_base = np.concatenate(e_base) if e_base else np.zeros(0)
     e_comp = np.concatenate(e_comp) if e_comp else np.zeros(0)
     pos_rows = []
@@ -190,6 +206,18 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
         "energy": en.energy_shift(e_base, e_comp),
     }
     return summary, seq_rows, pos_rows, (e_base, e_comp)
+
+
+def _one_blas_thread():
+    """Small eigenproblems run fastest on one BLAS thread (threads only add contention);
+    uses threadpoolctl when it is installed, else leaves the settings alone."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _nanmean(a: np.ndarray) -> float:
