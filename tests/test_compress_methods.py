@@ -1,0 +1,199 @@
+"""Every compression method on the tiny model: compress, reload, and check from the weights
+that the manifest tells the truth. Slow (llmcompressor's calibration runs for real).
+
+The checks here read the safetensors themselves (with compressed-tensors' unpacker) instead of
+trusting lm_eval_acbench.compress.measure, and one test runs the real ``lm_eval`` CLI on the
+SparseGPT 2:4 + GPTQ W4A16 checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from helpers import run_lm_eval
+
+from lm_eval_acbench.compress import compress_model, load_recipe
+
+pytestmark = pytest.mark.slow
+
+CALIB = {"calibration": "acbench-sample", "num_samples": 4, "seq_len": 32}
+
+
+@pytest.fixture(scope="module")
+def made(tiny_model_dir, tmp_path_factory):
+    """name -> checkpoint folder, each compressed once per test module."""
+    root = tmp_path_factory.mktemp("compressed")
+    cache: dict[str, Path] = {}
+
+    def get(name: str, **overrides) -> Path:
+        key = name + json.dumps(overrides, sort_keys=True)
+        if key not in cache:
+            recipe = load_recipe(name).model_dump(mode="json")
+            recipe["perplexity"] = {"windows": 1, "seq_len": 32}
+            for step in recipe["steps"]:
+                step.update({k: v for k, v in overrides.items() if k in step})
+                if step["method"] == "awq":
+                    step["n_grid"] = 5  # a coarser scale search keeps the test short
+            cache[key] = compress_model(tiny_model_dir, recipe, root / f"{name}-{len(cache)}", **CALIB)
+        return cache[key]
+
+    return get
+
+
+def _tensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    out = {}
+    for file in folder.glob("*.safetensors"):
+        out.update(load_file(str(file)))
+    return out
+
+
+def _linear_weights(folder: Path, bits: int | None) -> dict:
+    """name -> (integer or float weight, zero mask, group size or None), read from the files."""
+    import torch
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
+    tensors = _tensors(folder)
+    out = {}
+    for key, value in tensors.items():
+        if key.endswith(".weight_packed"):
+            base = key[: -len(".weight_packed")]
+            shape = torch.Size(tensors[base + ".weight_shape"].tolist())
+            ints = unpack_from_int32(value, bits, shape).to(torch.int32)
+            scale = tensors[base + ".weight_scale"]
+            assert base + ".weight_zero_point" not in tensors, "symmetric schemes store no zero point"
+            out[base] = (ints, ints == 0, shape[1] // scale.shape[1])
+        elif key.endswith(".weight") and value.dim() == 2 and "embed" not in key and "lm_head" not in key:
+            base = key[: -len(".weight")]
+            if base + ".weight_scale" in tensors:  # int8 stored unpacked
+                ints = value.to(torch.int32)
+                out[base] = (ints, ints == 0, value.shape[1] // tensors[base + ".weight_scale"].shape[1])
+            else:
+                out[base] = (value, value == 0, None)
+    assert out, f"no Linear weights found in {folder}"
+    return out
+
+
+def _reloads_and_runs(folder: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer("The river carries sediment towards the sea", return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**ids).logits
+        generated = model.generate(**ids, max_new_tokens=3, do_sample=False)
+    assert torch.isfinite(logits).all()
+    assert generated.shape[1] == ids["input_ids"].shape[1] + 3
+
+
+def _check(folder: Path, *, bits=None, group=None, sparsity=None, nm=None) -> dict:
+    manifest = json.loads((folder / "acbench_manifest.json").read_text())
+    assert manifest["complete"] is True
+    summary, layers = manifest["measured"]["summary"], manifest["measured"]["layers"]
+    weights = _linear_weights(folder, bits)
+    assert set(layers) == set(weights)
+    zeros = total = 0
+    for name, (w, zero, group_size) in weights.items():
+        if bits is not None:
+            lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+            assert lo <= int(w.min()) and int(w.max()) <= hi, name
+            assert group_size == group == layers[name]["group_size"], name
+            blocks = w.reshape(w.shape[0], -1, group_size)
+            most = max(len(set(block.tolist())) for row in blocks for block in row)
+            assert most <= 2**bits and most == layers[name]["max_distinct_per_group"], name
+        if nm is not None:
+            n, m = nm
+            assert ((~zero).reshape(zero.shape[0], -1, m).sum(-1) <= n).all(), f"{name} breaks {n}:{m}"
+        fraction = zero.float().mean().item()
+        assert layers[name]["sparsity"] == pytest.approx(fraction), name
+        zeros += int(zero.sum())
+        total += zero.numel()
+    assert summary["overall_sparsity"] == pytest.approx(zeros / total)
+    if sparsity is not None:
+        assert zeros / total == pytest.approx(sparsity, abs=0.02)
+    if bits is not None:
+        assert summary["bits_found"] == [bits] and summary["group_sizes_found"] == [group]
+    if nm is not None:
+        assert summary["nm_pattern_holds"] is True
+    assert manifest["calibration"].get("tokens_sha256") or manifest["calibration"] == {"used": False}
+    ppl = manifest["perplexity"]
+    assert math.isfinite(ppl["before"]) and math.isfinite(ppl["after"])
+    for key in ("wall_time_s", "memory", "versions", "steps", "recipe"):
+        assert manifest[key]
+    _reloads_and_runs(folder)
+    return manifest
+
+
+@pytest.mark.parametrize("name", ["rtn_w4a16", "gptq_w4a16", "awq_w4a16"])
+def test_quantizers_w4_group128(made, name):
+    manifest = _check(made(name), bits=4, group=128)
+    assert manifest["calibration"].get("num_samples") == (4 if name != "rtn_w4a16" else None)
+
+
+def test_gptq_w8_per_group_64(made):
+    _check(made("gptq_w8a16", group_size=64), bits=8, group=64)
+
+
+@pytest.mark.parametrize("name", ["wanda_50", "sparsegpt_50", "magnitude_50"])
+def test_pruners_unstructured_50(made, name):
+    manifest = _check(made(name), sparsity=0.5)
+    assert manifest["measured"]["summary"]["format"] in ("dense", "sparse-bitmask", None) or manifest["measured"]["summary"]["layers_quantized"] == 0
+
+
+@pytest.mark.parametrize("name", ["sparsegpt_2of4", "wanda_2of4"])
+def test_pruners_2of4(made, name):
+    _check(made(name), sparsity=0.5, nm=(2, 4))
+
+
+def test_sparsegpt_2of4_then_gptq_keeps_the_pattern(made):
+    manifest = _check(made("sparsegpt_2of4_gptq_w4a16"), bits=4, group=128, nm=(2, 4))
+    assert manifest["mask_reapplied_after_quantization"] is True
+    # GPTQ really did refill pruned weights (the trap), and they were zeroed again
+    assert manifest["weights_rezeroed_after_quantization"] > 0
+
+
+def _smoke_task(folder: Path) -> None:
+    docs = [
+        {"question": "Water that falls on high ground gathers in", "choices": [" small channels", " purple numbers"], "answer": 0},
+        {"question": "To make soup, chop one", "choices": [" onion", " bicycle"], "answer": 0},
+        {"question": "A byte is a group of eight binary", "choices": [" digits", " rivers"], "answer": 0},
+        {"question": "Bees communicate through a", "choices": [" waggle dance", " spreadsheet"], "answer": 0},
+    ]
+    (folder / "docs.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    (folder / "smoke.yaml").write_text(
+        "task: acbench_compress_smoke\n"
+        "dataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {folder / 'docs.jsonl'}\n"
+        "test_split: test\n"
+        "output_type: multiple_choice\n"
+        "doc_to_text: '{{question}}'\n"
+        "doc_to_choice: '{{choices}}'\n"
+        "doc_to_target: '{{answer}}'\n"
+        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+    )
+
+
+def test_checkpoint_runs_under_lm_eval_hf(made, tmp_path):
+    # one real CLI run (each takes minutes on a busy CPU): the quantized + 2:4 checkpoint, the
+    # format that differs most from a plain HF folder; dense pruned folders reload above.
+    folder = made("sparsegpt_2of4_gptq_w4a16")
+    _smoke_task(tmp_path)
+    result = run_lm_eval(
+        ["--model", "hf", "--model_args", f"pretrained={folder}", "--tasks", "acbench_compress_smoke",
+         "--include_path", str(tmp_path), "--device", "cpu", "--batch_size", "4"],
+        cwd=tmp_path,
+    )
+    acc = result["results"]["results"]["acbench_compress_smoke"]["acc,none"]
+    assert 0.0 <= acc <= 1.0
+    samples = result["samples"]["acbench_compress_smoke"]
+    assert len(samples) == 4
+    for sample in samples:
+        for resp in sample["filtered_resps"]:
+            assert math.isfinite(float(resp[0]))
+    assert str(folder) in json.dumps(result["results"]["config"])
