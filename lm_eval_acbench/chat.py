@@ -49,7 +49,7 @@ _PROBE_TOOL = {
 
 _lock = threading.Lock()
 _tokenizers: dict[str, Any] = {}
-_tool_support: dict[int, bool] = {}
+_tool_support: dict[tuple, bool] = {}
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def tools_system_text(tools: Iterable[dict]) -> str:
 
 def template_uses_tools(tokenizer) -> bool:
     """Whether the chat template renders its ``tools`` argument (probe with and without one)."""
-    key = id(tokenizer)
+    key = (id(tokenizer), str(getattr(tokenizer, "chat_template", "")))
     with _lock:
         if key in _tool_support:
             return _tool_support[key]
