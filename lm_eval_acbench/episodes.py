@@ -34,7 +34,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
-log = logging.getLogger(__name__)
+# a child of lm-eval's logger, so the loop's progress lines appear with lm-eval's own
+log = logging.getLogger("lm_eval.acbench_episodes")
 
 EPISODE_FIELD = "acbench_episode"
 LOOP_FIELD = "acbench_loop"
@@ -289,6 +290,7 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
         live = [e for e in episodes if e.live]
         if not live:
             break
+        log.info("acbench episodes: step %d, %d of %d episodes live", stats["model_calls"] + 1, len(live), len(episodes))
         tick = time.perf_counter()
         requests = [
             StepRequest(build_messages(e.env.instructions, e.env.goal, e.history, e.observation, e.settings.memory,
