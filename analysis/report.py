@@ -192,8 +192,11 @@ def build_tables(runs: dict[str, Path], base: str):
     models = pd.DataFrame(model_rows)
     if base in runs and not models.empty:
         b = models.loc[models["model"] == base, "mean primary score"].iloc[0]
-        models["change"] = [None if v is None or b is None else v - b for v in models["mean primary score"]]
-        models["drop %"] = [None if v is None or not b else (b - v) / abs(b) * 100 for v in models["mean primary score"]]
+        is_base = models["model"] == base
+        models["change"] = [None if v is None or b is None or own else v - b
+                            for v, own in zip(models["mean primary score"], is_base)]
+        models["drop %"] = [None if v is None or not b or own else (b - v) / abs(b) * 100
+                            for v, own in zip(models["mean primary score"], is_base)]
     return scores, capabilities, models, notes
 
 
@@ -430,10 +433,11 @@ def write_report(runs: dict, out: Path, *, base: str | None = None, analysis_dir
             base_label = summary.get("base", {}).get("label", "base")
             st = summary.get("settings", {})
             src = summary.get("base", {}).get("corpus") or summary.get("base", {}).get("source") or ""
+            cap = f"the last {st['max_n']}" if st.get("max_n") else "all logged"
             text = [f"Logit logs: base {summary.get('base', {}).get('model')} ({src}); top-K {st.get('top_k')}, "
-                    f"k = {st.get('ks')}, energy at T = {st.get('temperature')}, ERank over at most "
-                    f"{st.get('max_n') or 'all logged'} positions per sequence. 'not covered' = share of positions "
-                    "where a base top-k token is outside the compressed model's logged top-K (not scored)."]
+                    f"k = {st.get('ks')}, energy at T = {st.get('temperature')}, ERank over {cap} positions per "
+                    "sequence. 'not covered' = share of positions where a base top-k token is outside the "
+                    "compressed model's logged top-K (those positions are not scored)."]
             images = [plot_erank(summary, out / "analysis_erank.png")]
             per_pos = analysis_dir / "per_position.csv"
             if per_pos.is_file():
