@@ -44,6 +44,7 @@ def _row(name: str, manifest: dict) -> dict:
     return {
         "method": name,
         "wall_s": manifest["wall_time_s"],
+        "cpu_s": manifest.get("cpu_time_s"),
         "compress_s": sum(v for k, v in manifest["stage_times_s"].items() if k in ("gptq", "awq", "rtn", "wanda", "sparsegpt", "magnitude")),
         "peak_rss_mib": memory["peak_rss_bytes"] / 2**20,
         "peak_over_base_mib": memory["peak_over_model_baseline_bytes"] / 2**20,
@@ -57,11 +58,11 @@ def _row(name: str, manifest: dict) -> dict:
 
 
 def _table(rows: list[dict], fp32_mib: float) -> str:
-    head = "| method | wall s | compress s | peak RSS MiB | peak - base MiB | (peak - base) / fp32 | ppl before | ppl after | sparsity | weights | 2:4 holds |"
-    lines = [head, "|" + "---|" * 11]
+    head = "| method | wall s | CPU s | compress s | peak RSS MiB | peak - base MiB | (peak - base) / fp32 | ppl before | ppl after | sparsity | weights | 2:4 holds |"
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['wall_s']:.0f} | {r['compress_s']:.0f} | {r['peak_rss_mib']:.0f} | {r['peak_over_base_mib']:.0f} | "
+            f"| {r['method']} | {r['wall_s']:.0f} | {'-' if r['cpu_s'] is None else format(r['cpu_s'], '.0f')} | {r['compress_s']:.0f} | {r['peak_rss_mib']:.0f} | {r['peak_over_base_mib']:.0f} | "
             f"{r['ratio_fp32']:.2f} | {r['ppl_before']:.2f} | {r['ppl_after']:.2f} | {r['sparsity']:.3f} | {r['weights']} | {r['nm_holds']} |"
         )
     lines.append(f"\nmodel fp32 size: {fp32_mib:.0f} MiB")
@@ -79,7 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ppl-seq-len", type=int, default=256)
     parser.add_argument("--out", default=None, help="folder for the checkpoints and results.json (default: a temp dir)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--table-from", nargs="+", metavar="DIR",
+                        help="only print the table from finished checkpoints (folders holding acbench_manifest.json), "
+                             "e.g. methods run as separate bench invocations")
     args = parser.parse_args(argv)
+    if args.table_from:
+        manifests = [(Path(d).name, json.loads((Path(d) / "acbench_manifest.json").read_text())) for d in args.table_from]
+        print(_table([_row(name, m) for name, m in manifests], manifests[0][1]["model"]["fp32_bytes"] / 2**20))
+        return 0
     if args.model is None:
         from lm_eval_acbench.model_store import DEFAULT_MODEL, fetch
 

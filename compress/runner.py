@@ -290,6 +290,7 @@ def compress_model(
     recipe and calibration settings is returned as is; a different one needs ``overwrite``.
     """
     started = time.time()
+    cpu_started = time.process_time()
     rss_start = _rss_bytes()
     recipe = load_recipe(recipe)
     out = Path(out).expanduser().resolve()
@@ -456,6 +457,7 @@ def compress_model(
             "weights_rezeroed_after_quantization": re_zeroed if prune is not None and quant is not None else None,
             "versions": _versions(),
             "wall_time_s": time.time() - started,
+            "cpu_time_s": time.process_time() - cpu_started,
             "stage_times_s": stage_times,
             "memory": {
                 "peak_rss_bytes": peak,
