@@ -77,7 +77,9 @@ def measure_checkpoint(folder: str | Path, *, pattern: tuple[int, int] | None = 
                 bases.add(key[: -len(suffix)])
     layers = {}
     total = zeros = 0
-    for base in sorted(bases):
+    from tqdm.auto import tqdm
+
+    for base in tqdm(sorted(bases), desc="measuring saved weights", leave=False):
         short = base.split(".")[-1]
         if any(s in base for s in skip) or "embed" in short or "norm" in short:
             continue
