@@ -92,3 +92,25 @@ def test_meta_refuses_a_different_model_in_the_same_folder(tmp_path):
     write_meta(tmp_path, {"model": "a", "tokenizer_hash": "x", "top_k": 8, "temperatures": [1.0]})
     with pytest.raises(ValueError, match="tokenizer_hash"):
         write_meta(tmp_path, {"model": "a", "tokenizer_hash": "y", "top_k": 8, "temperatures": [1.0]})
+
+
+def test_fallback_forward_logs_the_same_rows(tiny_model_dir, tmp_path):
+    """A model whose output head cannot be applied to the hidden states logs via a forward pass."""
+    from lm_eval_acbench.analysis.logio import iter_records
+    from lm_eval_acbench.models import LogitLoggingHFLM
+
+    _, gen = _instances()
+    rows = {}
+    for name, hidden_ok in (("hidden", None), ("forward", False)):
+        lm = LogitLoggingHFLM(pretrained=str(tiny_model_dir), device="cpu", batch_size=2, dtype="float32",
+                              logits_dir=str(tmp_path / name), logits_top_k=8, logits_max_positions=4)
+        lm._acb_hidden_ok = hidden_ok
+        lm.generate_until(gen)
+        rows[name] = {r["key"]: r for r in iter_records(tmp_path / name)}
+    assert rows["hidden"].keys() == rows["forward"].keys() and len(rows["hidden"]) == 4
+    for key, rec in rows["hidden"].items():
+        other = rows["forward"][key]
+        assert rec["prompt_hash"] == other["prompt_hash"]
+        np.testing.assert_allclose(rec["topk_logits"], other["topk_logits"], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(rec["gram"], other["gram"], rtol=1e-4)
+        assert rec["generated_ids"].tolist() == other["generated_ids"].tolist()
