@@ -83,3 +83,20 @@ def test_report_cli_errors_and_missing_results(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r2")]) == 1
     assert "not found" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "empty"), "--base", "zzz", "--out", str(tmp_path / "r3")]) == 1
+
+
+def test_niah_heatmap_is_drawn_from_the_samples_log(tmp_path):
+    run = _run(tmp_path / "base", {"acbench_niah": 0.5}, source="sample:niah", extra_task=False)
+    lines = [json.dumps({"doc_id": i, "doc": {"context_length": length, "depth_percent": depth,
+                                              "acbench_data_source": "sample:niah"},
+                         "recall": float(depth < 50), "resps": [["x"]], "filtered_resps": ["x"]})
+             for i, (length, depth) in enumerate([(1000, 0), (1000, 50), (2000, 0), (2000, 50)])]
+    path = next((run / "model__name").glob("samples_acbench_niah_*.jsonl"))
+    path.write_text("\n".join(lines) + "\n")
+    (run / "model__name" / "samples_acbench_niah_2026-01-03T00-00-00.jsonl").write_text("not json\n")
+    report = write_report({"base": run}, tmp_path / "rep")
+    md = report.read_text()
+    assert "## Needle in a haystack" in md
+    pngs = sorted((tmp_path / "rep").glob("niah_base_acbench_niah*.png"))
+    assert len(pngs) == 1 and pngs[0].stat().st_size > 1000
+    assert "NIAH heatmap for base/acbench_niah not drawn" in md  # the broken log: a note, no crash
