@@ -13,7 +13,7 @@ import os
 
 from lm_eval_acbench.commands.run import add_study_flags, overrides_from_args, run_and_print
 
-DEFAULT_OUT = "acbench-demo"
+DEFAULT_OUT = "acbench_runs/demo"  # acbench_runs/ is git-ignored
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
