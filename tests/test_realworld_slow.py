@@ -21,7 +21,7 @@ def test_smollm2_group_with_chat_template(tmp_path, smollm2_dir):
                        "--model_args", f"pretrained={smollm2_dir},dtype=float32", "--device", "cpu",
                        "--batch_size", "8", "--limit", "1", "--apply_chat_template",
                        "--gen_kwargs", "max_gen_toks=16",
-                       "--metadata", json.dumps({"max_steps": 2, "max_invalid": 3})], tmp_path, timeout=900)
+                       "--metadata", json.dumps({"max_steps": 2, "max_invalid": 3})], tmp_path, timeout=1800)
     results = out["results"]["results"]
     assert 0.0 <= results["acbench_realworld"]["progress_rate,none"] <= 1.0
     for env in ENVS:
@@ -38,7 +38,7 @@ def test_smollm2_without_chat_template(tmp_path, smollm2_dir):
     out = run_lm_eval(["--tasks", "acbench_realworld_tool_query", "--model", "hf",
                        "--model_args", f"pretrained={smollm2_dir},dtype=float32", "--device", "cpu",
                        "--limit", "1", "--gen_kwargs", "max_gen_toks=16",
-                       "--metadata", json.dumps({"max_steps": 2, "memory": 1})], tmp_path, timeout=900)
+                       "--metadata", json.dumps({"max_steps": 2, "memory": 1})], tmp_path, timeout=1800)
     (transcript,) = transcripts(out, "acbench_realworld_tool_query")
     assert all(s["prompt"].endswith("\nAction:") for s in transcript["trajectory"])
     assert transcript["settings"]["memory"] == 1
