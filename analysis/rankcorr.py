@@ -54,22 +54,26 @@ def gather_compressed(base_ids: np.ndarray, comp_ids: np.ndarray, comp_logits: n
     return values, found.all(-1)
 
 
-def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Kendall tau-b per row of x, y (P, k); nan where undefined."""
+def kendall_tau_b(x: np.ndarray, y: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Kendall tau-b per row of x, y (P, k); nan where undefined. Rows go in cache-sized chunks."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     k = x.shape[-1]
     iu, ju = np.triu_indices(k, 1)
-    sx = np.sign(x[:, iu] - x[:, ju])
-    sy = np.sign(y[:, iu] - y[:, ju])
     n0 = iu.size
-    n1 = np.sum(sx == 0, axis=1)
-    n2 = np.sum(sy == 0, axis=1)
-    num = np.sum(sx * sy, axis=1)
-    den = np.sqrt((n0 - n1).astype(np.float64) * (n0 - n2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / den
-    out[den == 0] = np.nan
+    out = np.empty(x.shape[0])
+    for a in range(0, x.shape[0], chunk):
+        xs, ys = x[a:a + chunk], y[a:a + chunk]
+        sx = np.sign(xs[:, iu] - xs[:, ju])
+        sy = np.sign(ys[:, iu] - ys[:, ju])
+        n1 = np.count_nonzero(sx == 0, axis=1)
+        n2 = np.count_nonzero(sy == 0, axis=1)
+        num = np.einsum("ij,ij->i", sx, sy)
+        den = np.sqrt((n0 - n1).astype(np.float64) * (n0 - n2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            part = num / den
+        part[den == 0] = np.nan
+        out[a:a + chunk] = part
     return np.clip(out, -1.0, 1.0)
 
 
