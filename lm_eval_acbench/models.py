@@ -57,7 +57,8 @@ def summarize_positions(logits: torch.Tensor, top_k: int, temperatures) -> dict:
     """What the log keeps for P logit rows (P x V): top-K, logsumexp per temperature, raw Gram.
 
     Top-K entries are sorted by descending logit, ties by ascending token id. The Gram matrix
-    ``z z^T`` and the logsumexp are computed in float64 over the full vocabulary.
+    ``z z^T`` is computed in float64, the logsumexp in float32 (max-shifted), both over the full
+    vocabulary.
     """
     from lm_eval_acbench.analysis.rankcorr import order_topk
 
@@ -65,8 +66,11 @@ def summarize_positions(logits: torch.Tensor, top_k: int, temperatures) -> dict:
     k = min(int(top_k), z.shape[-1])
     vals, ids = torch.topk(z.float(), k, dim=-1)
     ids_np, vals_np = order_topk(ids.cpu().numpy(), vals.cpu().numpy())
+    z32 = z.float()
+    # logsumexp is max-shifted inside torch: float32 keeps ~1e-7 relative accuracy, and is
+    # several times cheaper than float64 over a 50k-150k vocabulary
+    lse = torch.stack([torch.logsumexp(z32 / float(t), dim=-1) for t in temperatures], dim=-1).double()
     z64 = z.to(torch.float64)
-    lse = torch.stack([torch.logsumexp(z64 / float(t), dim=-1) for t in temperatures], dim=-1)
     gram = z64 @ z64.T
     return {"topk_ids": ids_np, "topk_logits": vals_np, "lse": lse.cpu().numpy(),
             "gram": gram.cpu().numpy()}
