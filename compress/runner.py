@@ -22,7 +22,9 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -364,6 +366,7 @@ def compress_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     stage_times = {}
+    previous_sigterm = _sigterm_as_exit()
     try:
         rss_before_model = _rss_bytes()
         dtype = "auto" if recipe.dtype == "auto" else getattr(torch, recipe.dtype)
@@ -476,8 +479,24 @@ def compress_model(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
     log.info("wrote %s in %.1f s", out, time.time() - started)
     return out
+
+
+def _sigterm_as_exit():
+    """Turn SIGTERM into SystemExit while compressing, so the staging folder is removed on
+    ``kill`` too (SIGKILL cannot be caught: then a ``.OUT.partial-*`` folder without a manifest
+    stays behind, which nothing mistakes for a checkpoint). Returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, _exit)
 
 
 def _publish(staging: Path, out: Path) -> None:

@@ -260,3 +260,18 @@ def test_failed_run_leaves_no_folder_that_looks_complete(tiny_model_dir, tmp_pat
     with pytest.raises(UserError, match="could not load the model"):
         compress_model(broken, _recipe("magnitude_50"), tmp_path / "o", calibration="acbench-sample")
     _no_leftovers(tmp_path, "o")
+
+
+def test_sigterm_becomes_system_exit_while_compressing():
+    import os
+    import signal
+
+    from lm_eval_acbench.compress.runner import _sigterm_as_exit
+
+    previous = _sigterm_as_exit()
+    try:
+        with pytest.raises(SystemExit):
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert signal.getsignal(signal.SIGTERM) == previous
