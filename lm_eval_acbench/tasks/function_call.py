@@ -23,12 +23,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lm_eval.api.task import ConfigurableTask
-
 from lm_eval_acbench import data
-from lm_eval_acbench.chat import render_messages
 from lm_eval_acbench.metrics import bfcl_ast
 from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
+from lm_eval_acbench.tasks.rendered import RenderedMessagesTask
 
 BENCHMARK = "bfcl"
 CATEGORIES = (
@@ -135,38 +133,14 @@ def _jsonable(value: Any) -> Any:
         return repr(value)
 
 
-class FunctionCallTask(ConfigurableTask):
+class FunctionCallTask(RenderedMessagesTask):
     """A generate_until task whose prompt is the item's messages + tools, rendered per sample."""
 
-    def __init__(self, config: dict | None = None) -> None:
-        config = {k: v for k, v in (config or {}).items() if k != "class"}
-        super().__init__(config=config)
-        self._renders: dict[str, Any] = {}
-
-    def _render(self, doc: dict, system_instruction: str | None = None):
-        messages = data.doc_json(doc, "messages", [])
-        if system_instruction:
-            messages = [{"role": "system", "content": system_instruction}, *messages]
-        rendered = render_messages(
-            messages, tools=data.doc_json(doc, "functions", []), metadata=self.config.metadata
-        )
-        self._renders[str(doc.get("id"))] = rendered
-        return rendered
-
-    def fewshot_context(
-        self,
-        doc,
-        num_fewshot,
-        system_instruction=None,
-        apply_chat_template=False,
-        fewshot_as_multiturn=False,
-        chat_template=None,
-        gen_prefix=None,
-    ):
-        return self._render(doc, system_instruction).text
+    def tools(self, doc: dict) -> list:
+        return data.doc_json(doc, "functions", [])
 
     def process_results(self, doc, results):
-        rendered = self._renders.get(str(doc.get("id"))) or self._render(doc)
+        rendered = self.rendered(doc)
         scored = score_output(
             results[0] if results else "",
             data.doc_json(doc, "functions", []),

@@ -24,11 +24,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lm_eval.api.task import ConfigurableTask
-
 from lm_eval_acbench import data
-from lm_eval_acbench.chat import render_messages
 from lm_eval_acbench.metrics import teval_scores as ts
+from lm_eval_acbench.tasks.rendered import RenderedMessagesTask
 
 log = logging.getLogger(__name__)
 
@@ -223,38 +221,13 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
     return {"score": value, "parsed": bool(text), "detail": {}}
 
 
-class TEvalTask(ConfigurableTask):
+class TEvalTask(RenderedMessagesTask):
     """generate_until over a pre-recorded dialogue rendered by the model's chat template."""
-
-    def __init__(self, config: dict | None = None) -> None:
-        config = {k: v for k, v in (config or {}).items() if k != "class"}
-        super().__init__(config=config)
-        self._renders: dict[str, Any] = {}
-
-    def _render(self, doc: dict, system_instruction: str | None = None):
-        messages = data.doc_json(doc, "messages", [])
-        if system_instruction:
-            messages = [{"role": "system", "content": system_instruction}, *messages]
-        rendered = render_messages(messages, metadata=self.config.metadata)
-        self._renders[str(doc.get("id"))] = rendered
-        return rendered
-
-    def fewshot_context(
-        self,
-        doc,
-        num_fewshot,
-        system_instruction=None,
-        apply_chat_template=False,
-        fewshot_as_multiturn=False,
-        chat_template=None,
-        gen_prefix=None,
-    ):
-        return self._render(doc, system_instruction).text
 
     def process_results(self, doc, results):
         from lm_eval_acbench.embeddings import resolve_embedding_model
 
-        rendered = self._renders.get(str(doc.get("id"))) or self._render(doc)
+        rendered = self.rendered(doc)
         metadata = self.config.metadata or {}
         model = metadata.get("embedding_model") if isinstance(metadata.get("embedding_model"), str) else None
         needs_embeddings = doc["dimension"] == "plan" or doc["dimension"] == "reason"
