@@ -25,38 +25,7 @@ from pathlib import Path
 
 from lm_eval_acbench.metrics import bfcl_ast
 from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
-
-CATEGORIES = (
-    "simple",
-    "multiple",
-    "parallel",
-    "parallel_multiple",
-    "irrelevance",
-    "live_simple",
-    "live_multiple",
-    "live_parallel",
-    "live_parallel_multiple",
-    "live_irrelevance",
-)
-STEMS = {"simple": "simple_python"}
-
-
-def read(folder: Path, category: str) -> list[tuple[list, list]]:
-    stem = STEMS.get(category, category)
-    questions = [
-        json.loads(line)
-        for line in (folder / f"BFCL_v4_{stem}.json").read_text().splitlines()
-        if line.strip()
-    ]
-    answers = {}
-    answer_file = folder / "possible_answer" / f"BFCL_v4_{stem}.json"
-    if answer_file.is_file():
-        for line in answer_file.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                answers[row["id"]] = row["ground_truth"]
-    return [(q["function"], answers.get(q["id"], [])) for q in questions]
-
+from lm_eval_acbench.tasks.function_call import CATEGORIES, read_category
 
 def render(calls: list[dict], style: str) -> str:
     objects = [{"name": n, "arguments": a} for c in calls for n, a in c.items()]
@@ -119,7 +88,11 @@ def main() -> int:
         print(f"no BFCL data at {args.data}; pass --data", file=sys.stderr)
         return 2
 
-    items = [(category, f, g) for category in CATEGORIES for f, g in read(args.data, category)]
+    items = [
+        (category, record["functions"], record["ground_truth"])
+        for category in CATEGORIES
+        for record in read_category(args.data, category)
+    ]
     prepared = [(category, f, g, outputs_for(f, g, category)) for category, f, g in items]
     n_outputs = sum(len(o) for *_, o in prepared)
 
