@@ -152,15 +152,3 @@ class FunctionCallTask(RenderedMessagesTask):
         doc["acbench_render"] = {"mode": rendered.mode, "roles": rendered.roles, "note": rendered.note}
         scored["tools_in_template"] = float(rendered.mode == "template+tools")
         return scored
-
-
-def doc_to_text(doc: dict) -> str:
-    """The last user message (for lm-eval's own displays; the real prompt is rendered above)."""
-    messages = data.doc_json(doc, "messages", [])
-    users = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    return str(users[-1]) if users else ""
-
-
-def doc_to_target(doc: dict) -> str:
-    gold = doc.get("ground_truth", "")
-    return gold if isinstance(gold, str) else json.dumps(gold)

@@ -9,6 +9,7 @@ with or without ``--apply_chat_template``, and remember how each prompt was rend
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from lm_eval.api.task import ConfigurableTask
@@ -53,3 +54,15 @@ class RenderedMessagesTask(ConfigurableTask):
         gen_prefix=None,
     ):
         return self.render(doc, system_instruction).text
+
+
+def doc_to_text(doc: dict) -> str:
+    """The last user message: what lm-eval shows and logs; the real prompt is ``render``'s."""
+    messages = data.doc_json(doc, "messages", [])
+    users = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return str(users[-1]) if users else ""
+
+
+def doc_to_target(doc: dict) -> str:
+    gold = doc.get("ground_truth", "")
+    return gold if isinstance(gold, str) else json.dumps(gold)

@@ -251,14 +251,3 @@ class TEvalTask(RenderedMessagesTask):
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def doc_to_text(doc: dict) -> str:
-    messages = data.doc_json(doc, "messages", [])
-    users = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-    return str(users[-1]) if users else ""
-
-
-def doc_to_target(doc: dict) -> str:
-    gold = doc.get("ground_truth", "")
-    return gold if isinstance(gold, str) else json.dumps(gold)
