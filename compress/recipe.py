@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lm_eval_acbench.errors import UserError
+from lm_eval_acbench.yaml_files import read_mapping
 
 QUANT_METHODS = ("gptq", "awq", "rtn")
 PRUNE_METHODS = ("wanda", "sparsegpt", "magnitude")
@@ -255,13 +256,6 @@ def load_recipe(source: str | Path | dict | Recipe) -> Recipe:
         raise UserError(
             f"recipe {text!r} is neither a file nor a built-in recipe ({', '.join(sorted(BUILTIN_RECIPES))})"
         )
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"recipe {path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"recipe {path}: expected a mapping with 'steps', got {type(data).__name__}")
+    data = read_mapping(path, "recipe", expected="a mapping with 'steps'")
     data.setdefault("name", path.stem)
     return _validate(data, str(path))

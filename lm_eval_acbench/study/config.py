@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lm_eval_acbench.errors import UserError
+from lm_eval_acbench.yaml_files import read_mapping
 
 # capability -> the lm-eval task or group names that make it up (ACBench spec, section 1).
 CAPABILITIES: dict[str, list[str]] = {
@@ -356,14 +357,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 def read_study_file(path: str | Path) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"study file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a study file is a YAML mapping (models:, recipes:, tasks:, ...)")
+    data = read_mapping(path, "study file", expected="a YAML mapping (models:, recipes:, tasks:, ...)")
     return _resolve_relative(data, path.resolve().parent)
 
 
