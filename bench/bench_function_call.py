@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 import time
@@ -24,55 +23,39 @@ from collections import Counter
 from pathlib import Path
 
 from lm_eval_acbench.metrics import bfcl_ast
-from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
+from lm_eval_acbench.metrics.tool_calls import format_calls, parse_tool_calls
 from lm_eval_acbench.tasks.function_call import CATEGORIES, read_category
-
-def render(calls: list[dict], style: str) -> str:
-    objects = [{"name": n, "arguments": a} for c in calls for n, a in c.items()]
-    if style == "json":
-        return json.dumps(objects)
-    if style == "tags":
-        return "\n".join(f"<tool_call>\n{json.dumps(o)}\n</tool_call>" for o in objects)
-    return (
-        "["
-        + ", ".join(
-            f"{o['name']}(" + ", ".join(f"{k}={v!r}" for k, v in o["arguments"].items()) + ")"
-            for o in objects
-        )
-        + "]"
-    )
-
 
 def outputs_for(functions: list, gold: list, category: str) -> list[tuple[str, str]]:
     """(class, output text) pairs for one item."""
     if "irrelevance" in category:
         name = functions[0]["name"] if functions else "f"
-        return [("prose", "None of these functions can answer that."), ("call", render([{name: {}}], "json"))]
+        return [("prose", "None of these functions can answer that."), ("call", format_calls([{name: {}}], "json"))]
     calls = bfcl_ast.gold_calls(gold, functions)
-    out = [(f"gold_{style}", render(calls, style)) for style in ("json", "tags", "python")]
+    out = [(f"gold_{style}", format_calls(calls, style)) for style in ("json", "tags", "python")]
     name = next(iter(calls[0]))
     wrong = copy.deepcopy(calls)
     wrong[0] = {name + "_x": wrong[0][name]}
-    out.append(("wrong_name", render(wrong, "json")))
+    out.append(("wrong_name", format_calls(wrong, "json")))
     extra = copy.deepcopy(calls)
     extra[0][name]["zz_unknown"] = 1
-    out.append(("unknown_param", render(extra, "json")))
+    out.append(("unknown_param", format_calls(extra, "json")))
     required = (
         next((f for f in functions if f["name"] == name), {}).get("parameters", {}).get("required") or []
     )
     if required and required[0] in calls[0][name]:
         dropped = copy.deepcopy(calls)
         dropped[0][name].pop(required[0])
-        out.append(("missing_required", render(dropped, "json")))
+        out.append(("missing_required", format_calls(dropped, "json")))
     for param, value in calls[0][name].items():
         if type(value) in (int, str):
             changed = copy.deepcopy(calls)
             changed[0][name][param] = value + 7 if type(value) is int else value + " zq"
-            out.append(("changed_value", render(changed, "json")))
+            out.append(("changed_value", format_calls(changed, "json")))
             break
-    out.append(("extra_call", render(calls + calls[:1], "json")))
+    out.append(("extra_call", format_calls(calls + calls[:1], "json")))
     if "parallel" in category and len(calls) > 1:
-        out.append(("reversed", render(list(reversed(calls)), "json")))
+        out.append(("reversed", format_calls(list(reversed(calls)), "json")))
     out.append(("prose", "I would call a function to do this."))
     return out
 

@@ -10,6 +10,7 @@ from helpers import shared_data_path
 
 from lm_eval_acbench.metrics import bfcl_ast
 from lm_eval_acbench.metrics.bfcl_ast import FIXED, REFERENCE, check_item, gold_calls, ground_truth_issues
+from lm_eval_acbench.metrics.tool_calls import format_calls
 from lm_eval_acbench.paths import SAMPLES_DIR
 from lm_eval_acbench.tasks.function_call import CATEGORIES, read_category, score_output
 
@@ -153,24 +154,6 @@ def _items(folder):
             yield category, record
 
 
-def _render(calls, style):
-    objects = [{"name": n, "arguments": a} for c in calls for n, a in c.items()]
-    if style == "json":
-        return json.dumps(objects)
-    if style == "tags":
-        return "\n".join(f"<tool_call>\n{json.dumps(o)}\n</tool_call>" for o in objects)
-    if style == "python":
-        return (
-            "["
-            + ", ".join(
-                f"{o['name']}(" + ", ".join(f"{k}={v!r}" for k, v in o["arguments"].items()) + ")"
-                for o in objects
-            )
-            + "]"
-        )
-    raise ValueError(style)
-
-
 def _check_gold_and_perturbations(folder):
     counts = {"items": 0, "never_pass": 0}
     for category, record in _items(folder):
@@ -179,7 +162,7 @@ def _check_gold_and_perturbations(folder):
         calls = gold_calls(gold, functions)
         counts["items"] += 1
         for style in ("json", "tags", "python"):
-            scored = score_output(_render(calls, style), functions, gold, category)
+            scored = score_output(format_calls(calls, style), functions, gold, category)
             assert bool(scored["accuracy"]) == (not issues), (record["id"], style, scored["verdict"], issues)
         if issues:
             counts["never_pass"] += 1
@@ -188,26 +171,26 @@ def _check_gold_and_perturbations(folder):
         # Wrong function name.
         bad = copy.deepcopy(calls)
         bad[0] = {name + "_x": bad[0][name]}
-        assert score_output(_render(bad, "json"), functions, gold, category)["accuracy"] == 0, record["id"]
+        assert score_output(format_calls(bad, "json"), functions, gold, category)["accuracy"] == 0, record["id"]
         # Unknown parameter.
         bad = copy.deepcopy(calls)
         bad[0][name]["zz_unknown"] = 1
-        assert score_output(_render(bad, "json"), functions, gold, category)["accuracy"] == 0, record["id"]
+        assert score_output(format_calls(bad, "json"), functions, gold, category)["accuracy"] == 0, record["id"]
         # A required parameter dropped.
         required = next(f for f in functions if f["name"] == name)["parameters"].get("required") or []
         if required:
             bad = copy.deepcopy(calls)
             bad[0][name].pop(required[0], None)
-            assert score_output(_render(bad, "json"), functions, gold, category)["accuracy"] == 0, record[
+            assert score_output(format_calls(bad, "json"), functions, gold, category)["accuracy"] == 0, record[
                 "id"
             ]
         # One call too many.
-        assert score_output(_render(calls + calls[:1], "json"), functions, gold, category)["accuracy"] == 0
+        assert score_output(format_calls(calls + calls[:1], "json"), functions, gold, category)["accuracy"] == 0
         # Prose.
         assert score_output("I would call a function here.", functions, gold, category)["accuracy"] == 0
         # Parallel calls in reverse order pass under the fixed rules (order-free matching).
         if "parallel" in category:
-            scored = score_output(_render(list(reversed(calls)), "json"), functions, gold, category)
+            scored = score_output(format_calls(list(reversed(calls)), "json"), functions, gold, category)
             assert scored["accuracy_fixed"] == 1, record["id"]
     return counts
 
@@ -244,7 +227,7 @@ def test_value_perturbations_on_real_bfcl():
                 continue
             bad = copy.deepcopy(calls)
             bad[0][name][param] = new
-            scored = score_output(_render(bad, "json"), functions, gold, category)
+            scored = score_output(format_calls(bad, "json"), functions, gold, category)
             still_allowed = new in allowed[param] or (
                 isinstance(new, str)
                 and bfcl_ast.standardize_string(new)

@@ -352,3 +352,21 @@ def _unfence(text: str) -> str:
     """The content of the first ``` fence, or the text itself when there is none."""
     match = _FENCE.search(text)
     return match.group(2).strip() if match else text
+
+
+def format_calls(calls: list[dict], style: str) -> str:
+    """Write BFCL-style calls ``[{name: {arg: value}}]`` the way models emit them.
+
+    ``style``: ``json`` (a JSON list of ``{"name", "arguments"}``), ``tags`` (one
+    ``<tool_call>`` block per call) or ``python`` (``[f(a=1), g(b='x')]``). The inverse of
+    :func:`parse_tool_calls`, used to turn gold answers into model-style outputs.
+    """
+    objects = [{"name": name, "arguments": args} for call in calls for name, args in call.items()]
+    if style == "json":
+        return json.dumps(objects)
+    if style == "tags":
+        return "\n".join(f"<tool_call>\n{json.dumps(o)}\n</tool_call>" for o in objects)
+    if style == "python":
+        rendered = (f"{o['name']}(" + ", ".join(f"{k}={v!r}" for k, v in o["arguments"].items()) + ")" for o in objects)
+        return "[" + ", ".join(rendered) + "]"
+    raise ValueError(f"unknown call style {style!r} (json, tags or python)")
