@@ -19,6 +19,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lm_eval_acbench import hub
 from lm_eval_acbench.errors import UserError
 from lm_eval_acbench.paths import SAMPLES_DIR
 
@@ -123,6 +124,7 @@ def load_text(source: str | Path | None, char_budget: int) -> TextSource:
         )
     if key in HUB_SOURCES:
         try:
+            hub.available()  # offline mode at once when unreachable: cached copies still load
             calib, heldout, detail = _hub_text(key, char_budget)
         except Exception as exc:  # offline, hub error, missing data set
             if source is not None:

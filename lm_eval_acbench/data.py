@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from lm_eval_acbench import hub
 from lm_eval_acbench.paths import SAMPLES_DIR
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,6 @@ def sample_dir(benchmark: str) -> Path:
     return SAMPLES_DIR / benchmark
 
 
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or os.environ.get(
-        "HF_DATASETS_OFFLINE", "0"
-    ) not in ("", "0")
-
-
 def load_records(
     benchmark: str,
     metadata: dict[str, Any] | None,
@@ -126,7 +121,7 @@ def load_records(
     if from_hub is None:
         if source == "hub":
             raise DataUnavailable(f"{benchmark} has no hub copy; give a local data_dir")
-    elif source == "hub" or not hub_offline():
+    elif source == "hub" or hub.available():
         try:
             return tagged(from_hub(), DataSource("hub", hub_id))
         except Exception as exc:  # network errors come in many types

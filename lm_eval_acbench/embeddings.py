@@ -40,6 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lm_eval_acbench import hub
 from lm_eval_acbench.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,8 @@ def _locate(requested: str) -> tuple[str, str]:
     cached = _hub_snapshot(DEFAULT_MODEL, download=False)
     if cached is not None:
         return DEFAULT_MODEL, cached
-    reason = "HF_HUB_OFFLINE is set"
-    if not _hub_offline():
+    reason = "the hub is not reachable (or HF_HUB_OFFLINE is set)"
+    if hub.available():
         try:
             downloaded = _hub_snapshot(DEFAULT_MODEL, download=True)
         except Exception as exc:  # network failures come in many types
@@ -144,10 +145,6 @@ def _locate(requested: str) -> tuple[str, str]:
         stacklevel=3,
     )
     return STAND_IN_MODEL, str(stand_in) if stand_in else STAND_IN_MODEL
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
 
 
 def _hub_snapshot(repo_id: str, *, download: bool) -> str | None:

@@ -16,6 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from lm_eval_acbench import hub
 from lm_eval_acbench.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def fetch(name: str = DEFAULT_MODEL, *, force: bool = False) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=target.parent))
     try:
         try:
+            hub.available()  # offline mode at once when unreachable: a cached snapshot still loads
             _from_hub(name, staging)
             source = "hub"
         except Exception as exc:

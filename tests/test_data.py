@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, hub
 
 
 def folder_reader(path):
@@ -53,6 +53,7 @@ def test_data_dir_may_be_the_benchmark_folder_itself(tmp_path, sample_root):
 def test_hub_failure_falls_back_to_the_sample_and_says_so(sample_root, monkeypatch, caplog):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+    monkeypatch.setattr(hub, "unreachable_reason", lambda: None)  # reachable, but the request fails
 
     def unreachable():
         raise ConnectionError("no route to hub")
@@ -66,6 +67,7 @@ def test_hub_failure_falls_back_to_the_sample_and_says_so(sample_root, monkeypat
 def test_hub_is_used_when_reachable(sample_root, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+    monkeypatch.setattr(hub, "unreachable_reason", lambda: None)
     records, source = load({}, from_hub=lambda: [{"id": "hub"}])
     assert (records[0]["id"], str(source)) == ("hub", "hub:org/bench")
 
@@ -76,6 +78,23 @@ def test_explicit_hub_source_reports_failure_instead_of_falling_back(sample_root
 
     with pytest.raises(data.DataUnavailable, match="cannot load org/bench"):
         load({"data_source": "hub"}, from_hub=unreachable)
+
+
+def test_unreachable_hub_is_not_asked(sample_root, monkeypatch):
+    import datasets.config
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", datasets.config.HF_HUB_OFFLINE)
+    monkeypatch.setattr(hub, "unreachable_reason", lambda: "cannot connect to huggingface.co:443")
+
+    def must_not_be_called():
+        raise AssertionError("hub contacted although the probe failed")
+
+    records, source = load({}, from_hub=must_not_be_called)
+    assert source.is_sample
 
 
 def test_offline_auto_goes_straight_to_the_sample(sample_root):
