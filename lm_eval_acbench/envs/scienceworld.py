@@ -11,12 +11,18 @@ runs over many episodes want ``--limit`` or a machine with memory to match.
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 from lm_eval_acbench.envs.base import INVALID_ACTION, EnvUnavailable, Step
 from lm_eval_acbench.metrics.progress import score_progress
 
 UNKNOWN = "No known action matches that input."
+
+# py4j logs the expected "gateway is not connected" of every server shutdown at INFO level,
+# with a traceback; keep that out of run logs unless the user configured py4j's logger.
+if logging.getLogger("py4j").level == logging.NOTSET:
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 def _require():
