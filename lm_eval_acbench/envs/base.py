@@ -53,6 +53,8 @@ ENV_FACTORIES = {
     "tool-operation": "lm_eval_acbench.envs.tools:make_operation_env",
     "babyai": "lm_eval_acbench.envs.babyai:make_env",
     "scienceworld": "lm_eval_acbench.envs.scienceworld:make_env",
+    "jericho": "lm_eval_acbench.envs.jericho_env:make_env",
+    "alfworld": "lm_eval_acbench.envs.alfworld_env:make_env",
 }
 
 

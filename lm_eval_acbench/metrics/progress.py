@@ -8,6 +8,7 @@ functions here take plain data and are safe on empty or odd input.
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable, Mapping, Sequence
 
 
@@ -83,3 +84,97 @@ def mean(values: Iterable[float]) -> float:
     """Arithmetic mean ``sum(values) / n``; 0.0 for no values."""
     values = [float(value) for value in values]
     return sum(values) / len(values) if values else 0.0
+
+
+# ---- observation patterns (Jericho, ALFWorld) ------------------------------------------------
+_NOT_PATTERN_CHAR = re.compile(r"[^a-zA-Z0-9\s]")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def pattern_text(text) -> str:
+    """Text as observation patterns are compared: every character that is not an ASCII letter,
+    digit or whitespace removed, whitespace runs collapsed to one space, ends stripped.
+    Case is kept. Non-strings give ""."""
+    if not isinstance(text, str):
+        return ""
+    return _WHITESPACE.sub(" ", _NOT_PATTERN_CHAR.sub("", text)).strip()
+
+
+def consume_pattern(observation, remaining: Sequence[str]) -> int | None:
+    """Index of the first pattern in ``remaining`` that occurs in ``observation`` (both compared
+    as :func:`pattern_text`), or None. Patterns that are empty after cleaning match nothing.
+
+    Jericho's rule (AgentBoard): each step consumes at most one pattern, the first remaining
+    one found, so ``progress = consumed / len(patterns)``."""
+    seen = pattern_text(observation)
+    if not seen:
+        return None
+    for index, pattern in enumerate(remaining):
+        wanted = pattern_text(pattern)
+        if wanted and wanted in seen:
+            return index
+    return None
+
+
+def pattern_progress_trace(observations: Iterable, patterns: Sequence[str]) -> list[float]:
+    """Progress after each observation under :func:`consume_pattern`:
+    ``consumed_so_far / n`` with ``n`` the number of patterns that are non-empty after cleaning
+    (0.0 throughout when ``n = 0``). Never decreases, stays in [0, 1]."""
+    remaining = [p for p in patterns if pattern_text(p)]
+    total = len(remaining)
+    trace = []
+    for observation in observations:
+        hit = consume_pattern(observation, remaining)
+        if hit is not None:
+            remaining.pop(hit)
+        trace.append((total - len(remaining)) / total if total else 0.0)
+    return trace
+
+
+def compile_subgoal(pattern) -> re.Pattern | None:
+    """A subgoal regular expression, compiled; text that is not a valid expression is matched
+    literally; None for non-strings and empty patterns."""
+    if not isinstance(pattern, str) or not pattern:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return re.compile(re.escape(pattern))
+
+
+def regex_matches(observation, patterns: Sequence) -> list[bool]:
+    """For each subgoal pattern (text or compiled by :func:`compile_subgoal`), whether
+    ``re.search`` finds it in ``observation``. Never raises; non-strings match nothing."""
+    if not isinstance(observation, str):
+        return [False] * len(patterns)
+    out = []
+    for pattern in patterns:
+        compiled = pattern if isinstance(pattern, re.Pattern) else compile_subgoal(pattern)
+        out.append(bool(compiled is not None and compiled.search(observation)))
+    return out
+
+
+def alfworld_progress(matched: Sequence[bool], won: bool = False) -> float:
+    """ALFWorld's progress (AgentBoard): 1.0 once the game is won, else
+    ``sum(matched) / (len(matched) + 1)`` -- the extra slot in the denominator is the goal
+    itself, so matching every annotated subgoal without winning stays below 1."""
+    if won:
+        return 1.0
+    matched = list(matched)
+    return sum(1 for value in matched if value) / (len(matched) + 1)
+
+
+def regex_progress_trace(observations: Iterable, patterns: Sequence[str],
+                         won: Iterable[bool] = ()) -> list[float]:
+    """Progress after each observation: a subgoal counts from the first observation it matches
+    (:func:`regex_matches`), combined by :func:`alfworld_progress` with ``won`` (per step, False
+    when shorter; winning is kept). Never decreases, stays in [0, 1]."""
+    compiled = [compile_subgoal(p) for p in patterns]
+    matched = [False] * len(compiled)
+    won_flags = list(won)
+    trace, has_won = [], False
+    for step, observation in enumerate(observations):
+        matched = [a or b for a, b in zip(matched, regex_matches(observation, compiled))]
+        has_won = has_won or (step < len(won_flags) and bool(won_flags[step]))
+        trace.append(alfworld_progress(matched, has_won))
+    return trace

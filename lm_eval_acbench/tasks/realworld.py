@@ -8,6 +8,10 @@ transcript as JSON. :func:`process_results` scores that transcript with the pure
 
 Data: ``<data_dir>/agentboard/data/<task>/test.jsonl`` (AgentBoard's layout) when a data folder is
 given, else our sample set in the same layout under ``lm_eval_acbench/samples/agentboard``.
+Jericho and ALFWorld rows also need game files, which are not shipped: the loader resolves each
+row's file (see ``envs.jericho_env.resolve_game_file`` and ``envs.alfworld_env.resolve_game_file``)
+and, when it is missing -- or there are no rows at all -- keeps the episode with the reason, so
+that its environment is skipped with one warning line instead of failing the run.
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ DATA_FOLDERS = {
     "tool-query": "tool-query",
     "tool-operation": "tool-operation",
     "scienceworld": "scienceworld",
+    "jericho": "jericho",
+    "alfworld": "alfworld",
+}
+# environments whose episodes need game files we cannot ship: missing data skips them
+GAME_ENVS = {
+    "jericho": "no Jericho episodes ({problem}); put AgentBoard's data/jericho (test.jsonl and its games) "
+               "under the data folder",
+    "alfworld": "no ALFWorld episodes ({problem}); put AgentBoard's data/alfworld/test.jsonl under the data "
+                "folder and ALFWorld's games under $ALFWORLD_DATA (alfworld-download)",
 }
 
 
@@ -60,16 +73,60 @@ def _pddl_row(row: dict) -> dict | None:
     return row
 
 
+def _game_row(env: str, row: dict, index: int, metadata: dict | None) -> dict:
+    """Resolve a Jericho or ALFWorld row's game file (``game_file``), or record why it is missing
+    (``unavailable``, raised as EnvUnavailable when the episode starts)."""
+    from lm_eval_acbench.envs import alfworld_env, jericho_env
+
+    folder = Path(row["_folder"]) if row.get("_folder") else None
+    if env == "jericho":
+        if not row.get("game_name"):
+            row["game_name"] = row.get("game") or (
+                jericho_env.AGENTBOARD_GAMES[index] if index < len(jericho_env.AGENTBOARD_GAMES) else "")
+        row["subgoals"] = jericho_env.row_subgoals(row)
+        if row.get("textworld"):  # acbench's sample rows: a TextWorld game built on first use
+            return row
+        found, reason = jericho_env.resolve_game_file(row, folder, metadata)
+    else:
+        row.setdefault("subset", alfworld_env.row_description(row).split("-", 1)[0] or "alfworld")
+        if row.get("task") and not row.get("goal"):
+            row["goal"] = row["task"]
+        if not row.get("pddl_problem") and row.get("problem_file") and folder is not None:
+            path = folder / str(row["problem_file"])
+            if path.is_file():
+                row["pddl_problem"] = path.read_text()
+        if row.get("pddl_problem"):  # acbench's sample rows: our problem, alfworld's domain and grammar
+            return row
+        found, reason = alfworld_env.resolve_game_file(row, folder, metadata)
+    if found:
+        row["game_file"] = found
+    else:
+        row["unavailable"] = reason
+    return row
+
+
 def load_episodes(env: str, metadata: dict | None) -> list[dict]:
-    """Episode records of one environment, each tagged with its data source."""
-    records, _ = data.load_records(BENCHMARK, metadata, from_folder=lambda folder: _rows(folder, env),
-                                   from_hub=None, hub_id=HUB_ID)
+    """Episode records of one environment, each tagged with its data source.
+
+    For Jericho and ALFWorld, missing data gives one placeholder episode that is skipped with
+    the reason (see :data:`GAME_ENVS`)."""
+    data.data_settings(metadata)  # a wrong setting stays an error, not missing data
+    try:
+        records, _ = data.load_records(BENCHMARK, metadata, from_folder=lambda folder: _rows(folder, env),
+                                       from_hub=None, hub_id=HUB_ID)
+    except data.DataUnavailable as exc:
+        if env not in GAME_ENVS:
+            raise
+        records = [{"id": "unavailable", "unavailable": GAME_ENVS[env].format(problem=exc),
+                    data.SOURCE_FIELD: "none"}]
     out = []
     for index, row in enumerate(records):
         if env == "pddl":
             row = _pddl_row(row)
             if row is None:
                 continue
+        elif env in GAME_ENVS and not row.get("unavailable"):
+            row = _game_row(env, row, index, metadata)
         row.pop("_folder", None)
         row["env"] = env
         row.setdefault("id", index)
@@ -105,6 +162,14 @@ def load_babyai(**metadata):
 
 def load_scienceworld(**metadata):
     return _dataset("scienceworld", metadata)
+
+
+def load_jericho(**metadata):
+    return _dataset("jericho", metadata)
+
+
+def load_alfworld(**metadata):
+    return _dataset("alfworld", metadata)
 
 
 def load_tool_query(**metadata):

@@ -1,0 +1,168 @@
+"""Jericho adapter on a TextWorld game generated at test time: walkthrough, partial plans, bad actions.
+
+The game is built once per session with TextWorld's generator (as ``tw-make custom`` does) and
+played through jericho's FrotzEnv. Its subgoal patterns are read off the walkthrough's own
+observations, as AgentBoard's annotations are read off the classic games.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("jericho")
+pytest.importorskip("textworld")
+
+from helpers import run_lm_eval  # noqa: E402
+from lm_eval_acbench.envs.jericho_env import JerichoEpisode, make_env, textworld_game  # noqa: E402
+from lm_eval_acbench.episodes import LoopSettings, run_episodes  # noqa: E402
+from lm_eval_acbench.paths import SAMPLES_DIR  # noqa: E402
+
+SPEC = {"world_size": 3, "nb_objects": 5, "quest_length": 3, "seed": 1}
+SAMPLE_FILE = SAMPLES_DIR / "agentboard/data/jericho/test.jsonl"
+SAMPLE_ROWS = [json.loads(line) for line in SAMPLE_FILE.read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def game(tmp_path_factory):
+    """(game file, walkthrough, objective, patterns) of a small generated game (about 3 s)."""
+    path = textworld_game(SPEC, cache=tmp_path_factory.mktemp("tw-games"))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    walkthrough = list(meta["metadata"]["walkthrough"])
+    plain = JerichoEpisode(path)
+    plain.reset()
+    # one pattern per walkthrough step: the first sentence of what the game answered
+    patterns = [plain.step(action).observation.split(".")[0] for action in walkthrough]
+    plain.close()
+    return path, walkthrough, meta["objective"], patterns
+
+
+def play(env, actions):
+    return [env.step(action) for action in actions]
+
+
+def test_walkthrough_reaches_full_progress(game):
+    path, walkthrough, objective, patterns = game
+    env = JerichoEpisode(path, patterns, goal=objective)
+    try:
+        first = env.reset()
+        assert first and env.progress() == 0.0 and env.goal == objective
+        steps = play(env, walkthrough)
+        n = len(patterns)
+        assert [s.progress for s in steps] == [pytest.approx((i + 1) / n) for i in range(n)]
+        assert steps[-1].progress == 1.0 and steps[-1].done  # Inform's end-of-game question ends it
+        assert all(s.valid for s in steps)
+    finally:
+        env.close()
+
+
+def test_partial_plan_gives_partial_progress(game):
+    path, walkthrough, _, patterns = game
+    env = JerichoEpisode(path, patterns)
+    try:
+        env.reset()
+        steps = play(env, walkthrough[:-1])
+        assert steps[-1].progress == pytest.approx((len(walkthrough) - 1) / len(patterns))
+        assert not steps[-1].done
+    finally:
+        env.close()
+
+
+def test_garbage_is_an_invalid_step_and_actions_are_cut(game):
+    path, walkthrough, _, patterns = game
+    env = JerichoEpisode(path, patterns)
+    try:
+        env.reset()
+        bad = env.step("xyzzy frobnicate the quux")
+        assert not bad.valid and bad.progress == 0.0
+        assert bad.observation.startswith("The action is not valid")
+        assert "not a verb I recognise" in bad.observation
+        assert not env.step("...").valid  # nothing left after cutting
+        cut = env.step(f"{walkthrough[0]}, and then {walkthrough[1]}")  # only the part before the comma
+        assert cut.valid and cut.progress == pytest.approx(1 / len(patterns))
+    finally:
+        env.close()
+
+
+def test_check_valid_actions(game, monkeypatch):
+    path, walkthrough, _, patterns = game
+    env = JerichoEpisode(path, patterns)
+    try:
+        env.reset()
+        listing = env.step("check valid actions")
+        # jericho has no action templates for generated games: the agent is told so
+        assert listing.valid and "No list of valid actions" in listing.observation
+        monkeypatch.setattr(env.env, "get_valid_actions", lambda **kw: ["go south", "open chest"])
+        listed = env.step("Check valid actions.").observation
+        assert listed == "You can take the following actions: go south, open chest"
+        assert play(env, walkthrough)[-1].progress == 1.0  # checking took no game turn
+    finally:
+        env.close()
+
+
+def test_without_patterns_the_game_decides(game):
+    path, walkthrough, _, _ = game
+    env = JerichoEpisode(path)
+    try:
+        env.reset()
+        steps = play(env, walkthrough)
+        # jericho reads TextWorld games' score (one point, for the whole quest) and their victory
+        assert [s.progress for s in steps] == [0.0] * (len(steps) - 1) + [1.0]
+        assert steps[-1].done and env.won
+    finally:
+        env.close()
+        env.close()  # closing twice is harmless
+    assert env.env is None
+
+
+def test_episodes_through_the_loop(game):
+    path, walkthrough, objective, patterns = game
+    record = {"env": "jericho", "id": "g", "game_file": str(path), "subgoals": patterns, "goal": objective}
+    plan = iter(walkthrough)
+
+    def policy(requests):  # both episodes play the same plan, one step per model call
+        return [next(plan, "look")] * len(requests)
+
+    out = run_episodes([record, dict(record, id="h")], policy, settings=LoopSettings(max_steps=10))
+    assert [t["success_rate"] for t in out] == [1.0, 1.0]
+    assert out[0]["trajectory"][-1]["observation"].startswith("You close")
+
+
+@pytest.mark.slow  # builds the four sample games (about 10 s on first use)
+def test_sample_rows_are_solved_by_their_walkthroughs(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACBENCH_CACHE", str(tmp_path))
+    for row in SAMPLE_ROWS:
+        env = make_env(row)
+        try:
+            env.reset()
+            meta = json.loads(textworld_game(row["textworld"]).with_suffix(".json").read_text())
+            assert meta["objective"] == row["goal"]
+            steps = play(env, meta["metadata"]["walkthrough"])
+            assert steps[-1].progress == 1.0, (row["id"], [s.observation[:60] for s in steps])
+            assert any(0.0 < s.progress < 1.0 for s in steps)
+        finally:
+            env.close()
+
+
+@pytest.mark.slow  # a real lm_eval run (about 20 s)
+def test_lm_eval_plays_jericho_games_from_a_data_folder(tmp_path, game):
+    path, _, objective, patterns = game
+    folder = tmp_path / "data" / "agentboard" / "data" / "jericho"
+    (folder / "games").mkdir(parents=True)
+    shutil.copy(path, folder / "games" / "tiny.z8")
+    rows = [{"game_name": "tiny", "subgoals": patterns, "goal": objective, "difficulty": "easy"},
+            {"game_name": "other", "game_file": "games/tiny.z8", "subgoals": patterns, "difficulty": "hard"}]
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = run_lm_eval(["--tasks", "acbench_realworld_jericho", "--model", "dummy",
+                       "--metadata", json.dumps({"data_dir": str(tmp_path / "data"), "max_steps": 3,
+                                                 "max_invalid": 2})], tmp_path, timeout=600)
+    result = out["results"]["results"]["acbench_realworld_jericho"]
+    assert result["progress_rate,none"] == 0.0 and "skipped,none" not in result
+    samples = out["samples"]["acbench_realworld_jericho"]
+    assert len(samples) == 2 and samples[0]["doc"]["acbench_data_source"].startswith("local:")
+    transcript = json.loads(samples[0]["resps"][0][0])
+    assert transcript["goal"] == objective and transcript["end_reason"] == "2 invalid actions in a row"
+    assert [s["action"] for s in transcript["trajectory"]] == ["lol", "lol"]  # the dummy model's answer
+    assert "not a verb I recognise" in transcript["trajectory"][0]["observation"]
