@@ -442,12 +442,24 @@ def lm_policy(lm, original, chat: bool) -> tuple[Policy, Callable[[StepRequest],
         ]
         return [str(out) for out in _call_model(original, instances)]
 
-    def render_cached(request: StepRequest):
+    def render_cached(request: StepRequest) -> str:
         prompt = render(request)
-        rendered[id(request)] = prompt
-        return prompt
+        rendered[id(request)] = prompt  # sent to the model as the model class rendered it
+        return loggable_prompt(prompt)
 
     return policy, render_cached
+
+
+def loggable_prompt(prompt: Any) -> str:
+    """The prompt as text for the transcript. The API chat models' ``apply_chat_template``
+    returns no string but lm-eval's ``JsonChatStr`` (a NamedTuple holding the messages as JSON,
+    which ``json.dumps`` would write as a one-element list) or the message list itself."""
+    if isinstance(prompt, str):
+        return prompt
+    text = getattr(prompt, "prompt", None)
+    if isinstance(text, str):
+        return text
+    return json.dumps(prompt, ensure_ascii=False, default=str)
 
 
 def _generate_until(lm, original, chat: bool, system_instruction, requests, *args, **kwargs):
