@@ -6,7 +6,7 @@ import json
 import keyword
 import string
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lm_eval_acbench.metrics.tool_calls import MAX_CHARS, MAX_DEPTH, parse_tool_calls
@@ -148,6 +148,7 @@ def _openai(call_list):
 
 @settings(max_examples=150, deadline=None)
 @given(calls)
+@example([{"_": {"a": "```"}}])  # a fence marker inside a string value, not a fence (found in CI)
 def test_json_formats_round_trip(call_list):
     objects = _openai(call_list)
     assert parse_tool_calls(json.dumps(objects)).calls == call_list

@@ -330,22 +330,29 @@ def _parse(text: str) -> ParsedCalls:
         for number, block in enumerate(_TOOL_CALL.findall(text), 1):
             if not block.strip():
                 continue
-            decoded, _ = _decode_block(_unfence(block))
+            decoded, _ = _decode_maybe_fenced(block)
             if decoded is None:
                 return ParsedCalls(format="tool_call_tags", error=f"<tool_call> block {number} is not a call")
             calls.extend(decoded)
         if not calls:
             return ParsedCalls(format="tool_call_tags", error="empty <tool_call> blocks")
         return ParsedCalls(calls=calls, format="tool_call_tags")
-    body = _unfence(text)
-    decoded, fmt = _decode_block(body)
-    if decoded is None and body != text:
-        decoded, fmt = _decode_block(text)
+    decoded, fmt = _decode_maybe_fenced(text)
     if decoded is None:
         return ParsedCalls(error="no function call found (prose or malformed)")
     if not decoded:
         return ParsedCalls(format=fmt, error="an empty list of calls")
     return ParsedCalls(calls=decoded, format=fmt)
+
+
+def _decode_maybe_fenced(text: str):
+    """Decode the first ``` fence's content; failing that, the text as it is (a ``` may sit
+    inside a JSON string value rather than open a fence)."""
+    body = _unfence(text)
+    decoded, fmt = _decode_block(body)
+    if decoded is None and body != text:
+        decoded, fmt = _decode_block(text)
+    return decoded, fmt
 
 
 def _unfence(text: str) -> str:
