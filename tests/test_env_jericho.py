@@ -43,6 +43,16 @@ def play(env, actions):
     return [env.step(action) for action in actions]
 
 
+@pytest.fixture
+def episode(game):
+    """The generated game with its walkthrough patterns, reset, closed after the test."""
+    path, _, _, patterns = game
+    env = JerichoEpisode(path, patterns)
+    env.reset()
+    yield env
+    env.close()
+
+
 def test_walkthrough_reaches_full_progress(game):
     path, walkthrough, objective, patterns = game
     env = JerichoEpisode(path, patterns, goal=objective)
@@ -58,48 +68,33 @@ def test_walkthrough_reaches_full_progress(game):
         env.close()
 
 
-def test_partial_plan_gives_partial_progress(game):
-    path, walkthrough, _, patterns = game
-    env = JerichoEpisode(path, patterns)
-    try:
-        env.reset()
-        steps = play(env, walkthrough[:-1])
-        assert steps[-1].progress == pytest.approx((len(walkthrough) - 1) / len(patterns))
-        assert not steps[-1].done
-    finally:
-        env.close()
+def test_partial_plan_gives_partial_progress(game, episode):
+    _, walkthrough, _, patterns = game
+    steps = play(episode, walkthrough[:-1])
+    assert steps[-1].progress == pytest.approx((len(walkthrough) - 1) / len(patterns))
+    assert not steps[-1].done
 
 
-def test_garbage_is_an_invalid_step_and_actions_are_cut(game):
-    path, walkthrough, _, patterns = game
-    env = JerichoEpisode(path, patterns)
-    try:
-        env.reset()
-        bad = env.step("xyzzy frobnicate the quux")
-        assert not bad.valid and bad.progress == 0.0
-        assert bad.observation.startswith("The action is not valid")
-        assert "not a verb I recognise" in bad.observation
-        assert not env.step("...").valid  # nothing left after cutting
-        cut = env.step(f"{walkthrough[0]}, and then {walkthrough[1]}")  # only the part before the comma
-        assert cut.valid and cut.progress == pytest.approx(1 / len(patterns))
-    finally:
-        env.close()
+def test_garbage_is_an_invalid_step_and_actions_are_cut(game, episode):
+    _, walkthrough, _, patterns = game
+    bad = episode.step("xyzzy frobnicate the quux")
+    assert not bad.valid and bad.progress == 0.0
+    assert bad.observation.startswith("The action is not valid")
+    assert "not a verb I recognise" in bad.observation
+    assert not episode.step("...").valid  # nothing left after cutting
+    cut = episode.step(f"{walkthrough[0]}, and then {walkthrough[1]}")  # only the part before the comma
+    assert cut.valid and cut.progress == pytest.approx(1 / len(patterns))
 
 
-def test_check_valid_actions(game, monkeypatch):
-    path, walkthrough, _, patterns = game
-    env = JerichoEpisode(path, patterns)
-    try:
-        env.reset()
-        listing = env.step("check valid actions")
-        # jericho has no action templates for generated games: the agent is told so
-        assert listing.valid and "No list of valid actions" in listing.observation
-        monkeypatch.setattr(env.env, "get_valid_actions", lambda **kw: ["go south", "open chest"])
-        listed = env.step("Check valid actions.").observation
-        assert listed == "You can take the following actions: go south, open chest"
-        assert play(env, walkthrough)[-1].progress == 1.0  # checking took no game turn
-    finally:
-        env.close()
+def test_check_valid_actions(game, episode, monkeypatch):
+    walkthrough = game[1]
+    listing = episode.step("check valid actions")
+    # jericho has no action templates for generated games: the agent is told so
+    assert listing.valid and "No list of valid actions" in listing.observation
+    monkeypatch.setattr(episode.env, "get_valid_actions", lambda **kw: ["go south", "open chest"])
+    listed = episode.step("Check valid actions.").observation
+    assert listed == "You can take the following actions: go south, open chest"
+    assert play(episode, walkthrough)[-1].progress == 1.0  # checking took no game turn
 
 
 def test_without_patterns_the_game_decides(game):
