@@ -289,6 +289,7 @@ def _load_state(layout: Layout) -> dict:
     try:
         state = json.loads(layout.state_file.read_text(encoding="utf-8"))
         if isinstance(state, dict) and isinstance(state.get("cells"), dict):
+            state["cells"] = {k: v for k, v in state["cells"].items() if isinstance(v, dict)}
             return state
     except (OSError, ValueError):
         pass
