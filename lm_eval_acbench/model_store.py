@@ -47,9 +47,9 @@ def fetch(name: str = DEFAULT_MODEL, *, force: bool = False) -> Path:
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise FetchError(f"{local} has no config.json: not a Hugging Face model folder")
-        _check_config(local / "config.json")
         if not has_weights(local):
             raise FetchError(f"{local} has no weights (*.safetensors)")
+        _check_config(local / "config.json")
         return local.resolve()
     if name.count("/") != 1 or any(part.strip() == "" for part in name.split("/")):
         raise FetchError(f"{name!r} is neither a local folder nor a hub id like 'org/model'")

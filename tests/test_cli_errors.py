@@ -13,7 +13,7 @@ from test_study import write_toy_tasks
 
 from lm_eval_acbench.analysis.logio import META, shards, write_synthetic
 from lm_eval_acbench.cli import main
-from lm_eval_acbench.owned_dirs import MARKER
+from lm_eval_acbench.owned_dirs import MARKER, make_owned_dir
 
 
 def run_cli(capsys, *argv) -> tuple[int, str]:
@@ -182,6 +182,21 @@ def write_study(tmp_path, **body) -> str:
     return str(path)
 
 
+@pytest.mark.parametrize("command, flag, text, needle", [
+    ("run", None, "models: [a\ntasks: [b]\n", "study.yaml: not valid YAML (line 2, column 6:"),
+    ("run", None, "a: 1\n\tb: 2\n", "study.yaml: not valid YAML (line 2, column 1:"),
+    ("compress", "--recipe", ": : bad\n  - [", "recipe.yaml: not valid YAML (line 1, column 1:"),
+])
+def test_a_yaml_syntax_error_is_one_line_with_its_place(tiny_model_dir, tmp_path, capsys, command, flag, text,
+                                                         needle):
+    name = "study.yaml" if command == "run" else "recipe.yaml"
+    (tmp_path / name).write_text(text)
+    argv = [command, tmp_path / name] if command == "run" else [
+        command, tiny_model_dir, flag, tmp_path / name, "--out", tmp_path / "out"]
+    code, err = run_cli(capsys, *argv)
+    one_line(code, err, needle)
+
+
 @pytest.mark.parametrize("body, needle", [
     ({"models": {"path": "default"}, "tasks": ["t"]}, "models: expected a list"),
     ({"models": "default", "tasks": ["t"]}, "models: expected a list"),
@@ -198,11 +213,30 @@ def test_run_rejects_a_study_file_with_one_line_naming_file_and_key(tmp_path, ca
     one_line(code, err, "study.yaml", needle)
 
 
+@pytest.mark.parametrize("out_is", ["folder", "file"])
+def test_run_never_takes_a_users_folder_or_file_as_its_out(tmp_path, capsys, out_is):
+    out = tmp_path / "mine"
+    if out_is == "folder":
+        user_folder(out)
+        (out / "study.yaml").write_text("the user's own study file")
+    else:
+        out.write_text("a file")
+    study = write_study(tmp_path, models=["default"], tasks=["acbench_niah"], out=str(out))
+    code, err = run_cli(capsys, "run", study, "--no-progress")
+    one_line(code, err, "study out: refusing to write into", str(out))
+    if out_is == "folder":
+        assert (out / "study.yaml").read_text() == "the user's own study file"
+        (out / "study.yaml").unlink()
+        assert survives(out)
+    else:
+        assert out.read_text() == "a file"
+
+
 def test_run_never_deletes_or_replaces_a_users_folder_inside_its_out(tiny_model_dir, tmp_path, capsys):
-    """A study's out that already holds someone's folders where the study would write: the cells
+    """A study's own out that holds someone's folders where the study would write: the cells
     that would replace them fail with one line each, the folders keep their files."""
     tasks = write_toy_tasks(tmp_path / "tasks")
-    out = tmp_path / "out"
+    out = make_owned_dir(tmp_path / "out", root=tmp_path)
     their_logits = user_folder(out / "logits/tiny/base/toy_ll")
     their_evals = user_folder(out / "evals/tiny/base/toy_gen")
     study = write_study(tmp_path, models=[{"name": "tiny", "path": str(tiny_model_dir)}],
