@@ -57,6 +57,9 @@ def fetch(name: str = DEFAULT_MODEL, *, force: bool = False) -> Path:
     target = cached_path(name)
     if target.is_dir() and not force:
         return target
+    if target.exists() and not owned_dirs.is_owned(target):  # refuse before the long rebuild
+        raise FetchError(f"refusing to replace {target}: acbench did not make it (no {owned_dirs.MARKER} "
+                         "marker inside); move it away to rebuild it")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = owned_dirs.mark(Path(tempfile.mkdtemp(prefix=".fetch-", dir=target.parent)))
     try:

@@ -250,3 +250,15 @@ def test_run_never_deletes_or_replaces_a_users_folder_inside_its_out(tiny_model_
         assert f"refusing to {action}" in error and "did not make it" in error
     # its own folders it made on the way are marked, so a rerun may replace them
     assert (out / "logits/tiny/base/toy_gen" / MARKER).is_file()
+
+
+# ---- model fetch -----------------------------------------------------------------------------
+
+def test_model_fetch_force_never_replaces_a_cache_folder_it_did_not_make(tmp_path, capsys, monkeypatch):
+    from lm_eval_acbench.model_store import DEFAULT_MODEL, cached_path
+
+    monkeypatch.setenv("ACBENCH_CACHE", str(tmp_path / "cache"))
+    theirs = user_folder(cached_path(DEFAULT_MODEL))
+    code, err = run_cli(capsys, "model", "fetch", "--force")
+    one_line(code, err, f"refusing to replace {theirs}")
+    assert survives(theirs)
