@@ -2,7 +2,10 @@
 
 Each method runs in its own Python process (so each peak RSS is that method's own), through
 ``lm_eval_acbench.compress.compress_model``; the table is built from the manifests, which hold
-the measured facts. Default: SmolLM2-135M-Instruct, 32 calibration samples x 512 tokens.
+the measured facts. Default: SmolLM2-135M-Instruct, every built-in recipe, 32 calibration
+samples x 512 tokens (the paper's 128 x 2,048 / 4,096 and 1,024 x 2,048 take too long on 2
+cores) from each recipe's own set (offline: the Paul Graham essays), perplexity on 8 x 512
+held-out tokens.
 
     .venv/bin/python bench/bench_compress.py [--model DIR] [--methods a,b] [--out DIR]
 
@@ -22,25 +25,42 @@ import time
 from pathlib import Path
 
 DEFAULT_METHODS = [
-    "rtn_w4a16", "magnitude_50", "wanda_50", "sparsegpt_2of4", "gptq_w4a16",
+    "rtn_w4a16", "rtn_w8a16", "rtn_w3a16", "rtn_w2a16", "nf4", "fp8_dynamic", "kv_fp8", "kv_int4",
+    "magnitude_50", "magnitude_2of4", "wanda_50", "wanda_2of4", "sparsegpt_50", "sparsegpt_2of4",
+    "gptq_w4a16", "gptq_w8a16", "gptq_w3a16", "gptq_w8a8", "smoothquant_gptq_w8a8",
     "sparsegpt_2of4_gptq_w4a16", "awq_w4a16",
 ]
 
 
-def _one(model: str, name: str, out: Path, samples: int, seq_len: int, calibration: str, ppl_windows: int, ppl_seq_len: int) -> None:
+def _one(model: str, name: str, out: Path, samples: int, seq_len: int, calibration: str | None, ppl_windows: int,
+         ppl_seq_len: int, ppl_text: str | None) -> None:
     from lm_eval_acbench.compress import compress_model, load_recipe
 
     recipe = load_recipe(name).model_dump(mode="json")
     recipe["perplexity"] = {"windows": ppl_windows, "seq_len": ppl_seq_len}
-    compress_model(model, recipe, out, calibration=calibration, num_samples=samples, seq_len=seq_len, overwrite=True)
+    compress_model(model, recipe, out, calibration=calibration, num_samples=samples, seq_len=seq_len, overwrite=True,
+                   ppl_text=ppl_text)
 
 
 def _row(name: str, manifest: dict) -> dict:
     summary = manifest["measured"]["summary"]
     memory = manifest["memory"]
     quant = "-"
-    if summary["bits_found"]:
-        quant = f"int{summary['bits_found'][0]} g{','.join(str(g) for g in summary['group_sizes_found'])}"
+    if summary.get("weight_dtypes_found"):
+        quant = "fp8 e4m3 per channel"
+    elif summary["bits_found"]:
+        groups = summary["group_sizes_found"]
+        quant = f"int{summary['bits_found'][0]} " + ("per channel" if summary.get("config_group_size") is None else f"g{','.join(str(g) for g in groups)}")
+    elif summary.get("fake_quant_bits_found"):
+        quant = f"nf4 fake ({summary['fake_quant_max_distinct_per_block']} values/block)"
+    extra = []
+    if summary.get("input_activations"):
+        extra.append(f"A{summary['input_activations']['num_bits']} {summary['input_activations']['type']} dynamic")
+    if summary.get("kv_cache_scheme"):
+        extra.append(f"KV {summary['kv_cache_scheme']['type']}{summary['kv_cache_scheme']['num_bits']}")
+    if extra:
+        quant += " + " + ", ".join(extra)
+    calibration = manifest["calibration"]
     return {
         "method": name,
         "wall_s": manifest["wall_time_s"],
@@ -54,15 +74,17 @@ def _row(name: str, manifest: dict) -> dict:
         "sparsity": summary["overall_sparsity"],
         "weights": quant,
         "nm_holds": summary.get("nm_pattern_holds", "-"),
+        "calibration": "-" if not calibration.get("tokens_sha256") else f"{calibration['name']} {calibration['num_samples']}x{calibration['seq_len']}",
     }
 
 
 def _table(rows: list[dict], fp32_mib: float) -> str:
-    head = "| method | wall s | CPU s | compress s | peak RSS MiB | peak - base MiB | (peak - base) / fp32 | ppl before | ppl after | sparsity | weights | 2:4 holds |"
-    lines = [head, "|" + "---|" * 12]
+    head = ("| recipe | calibration | wall s | CPU s | compress s | peak RSS MiB | peak - base MiB | (peak - base) / fp32 "
+            "| ppl before | ppl after | sparsity | weights | 2:4 holds |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['wall_s']:.0f} | {'-' if r['cpu_s'] is None else format(r['cpu_s'], '.0f')} | {r['compress_s']:.0f} | {r['peak_rss_mib']:.0f} | {r['peak_over_base_mib']:.0f} | "
+            f"| {r['method']} | {r['calibration']} | {r['wall_s']:.0f} | {'-' if r['cpu_s'] is None else format(r['cpu_s'], '.0f')} | {r['compress_s']:.0f} | {r['peak_rss_mib']:.0f} | {r['peak_over_base_mib']:.0f} | "
             f"{r['ratio_fp32']:.2f} | {r['ppl_before']:.2f} | {r['ppl_after']:.2f} | {r['sparsity']:.3f} | {r['weights']} | {r['nm_holds']} |"
         )
     lines.append(f"\nmodel fp32 size: {fp32_mib:.0f} MiB")
@@ -75,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=512)
-    parser.add_argument("--calibration", default="acbench-sample")
-    parser.add_argument("--ppl-windows", type=int, default=2)
-    parser.add_argument("--ppl-seq-len", type=int, default=256)
+    parser.add_argument("--calibration", default=None, help="default: each recipe's own set (offline: the Paul Graham essays)")
+    parser.add_argument("--ppl-windows", type=int, default=8)
+    parser.add_argument("--ppl-seq-len", type=int, default=512)
+    parser.add_argument("--ppl-text", default=None, help="score perplexity on this file (e.g. WikiText-2 wiki.test.raw)")
     parser.add_argument("--out", default=None, help="folder for the checkpoints and results.json (default: a temp dir)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--table-from", nargs="+", metavar="DIR",
@@ -94,24 +117,28 @@ def main(argv: list[str] | None = None) -> int:
         args.model = str(fetch(DEFAULT_MODEL))
     out_root = Path(args.out or tempfile.mkdtemp(prefix="bench-compress-"))
     if args.one:
-        _one(args.model, args.one, out_root / args.one, args.samples, args.seq_len, args.calibration, args.ppl_windows, args.ppl_seq_len)
+        _one(args.model, args.one, out_root / args.one, args.samples, args.seq_len, args.calibration, args.ppl_windows,
+             args.ppl_seq_len, args.ppl_text)
         return 0
     rows, fp32 = [], 0
     for name in args.methods.split(","):
         started = time.time()
         cmd = [sys.executable, __file__, "--one", name, "--model", args.model, "--out", str(out_root),
-               "--samples", str(args.samples), "--seq-len", str(args.seq_len), "--calibration", args.calibration,
+               "--samples", str(args.samples), "--seq-len", str(args.seq_len),
                "--ppl-windows", str(args.ppl_windows), "--ppl-seq-len", str(args.ppl_seq_len)]
+        cmd += ["--calibration", args.calibration] if args.calibration else []
+        cmd += ["--ppl-text", args.ppl_text] if args.ppl_text else []
         done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
-            print(f"{name}: failed after {time.time() - started:.0f} s\n{done.stderr[-2000:]}", file=sys.stderr)
+            print(f"{name}: FAILED after {time.time() - started:.0f} s: {(done.stderr.strip().splitlines() or [''])[-1]}", file=sys.stderr)
             continue
         manifest = json.loads((out_root / name / "acbench_manifest.json").read_text())
         fp32 = manifest["model"]["fp32_bytes"] / 2**20
         rows.append(_row(name, manifest))
         print(f"{name}: {rows[-1]['wall_s']:.0f} s, ppl {rows[-1]['ppl_before']:.2f} -> {rows[-1]['ppl_after']:.2f}", flush=True)
         (out_root / "results.json").write_text(json.dumps(rows, indent=2))
-    print(f"\n{args.samples} calibration samples x {args.seq_len} tokens ({args.calibration}); model {args.model}\n")
+    print(f"\n{args.samples} calibration samples x {args.seq_len} tokens ({args.calibration or 'each recipe its own set'}); "
+          f"perplexity on {args.ppl_windows} x {args.ppl_seq_len} tokens ({args.ppl_text or 'the set held out'}); model {args.model}\n")
     print(_table(rows, fp32))
     return 0
 

@@ -3,7 +3,10 @@
 For every Linear weight in the checkpoint (quantized: ``weight_packed`` or int ``weight`` with
 ``weight_scale``; dense: float ``weight``) this reports the integer range and the most distinct
 values found in one quantization group, the group size implied by the scale tensor, whether
-zero points are stored, the fraction of zero weights, and whether an N:M pattern holds.
+zero points are stored, the fraction of zero weights, and whether an N:M pattern holds. FP8
+weights report their storage bits and distinct values per row; dense fake-quantized weights
+(NF4) report the most distinct values in one block of ``dense_block`` values (row-major) and
+the bits that count needs. The summary also names the activation and K/V cache schemes.
 Embeddings and norms are skipped; so are modules whose names match ``skip`` (e.g. lm_head).
 """
 
@@ -61,7 +64,12 @@ def nm_holds(zero_mask, n: int, m: int) -> bool:
     return bool((nonzero <= n).all())
 
 
-def measure_checkpoint(folder: str | Path, *, pattern: tuple[int, int] | None = None, skip: tuple[str, ...] = ("lm_head",)) -> dict:
+def _distinct_bits(count: int) -> int:
+    return max(1, math.ceil(math.log2(count)))
+
+
+def measure_checkpoint(folder: str | Path, *, pattern: tuple[int, int] | None = None, skip: tuple[str, ...] = ("lm_head",),
+                       dense_block: int | None = None) -> dict:
     """Per-layer and overall facts about the Linear weights saved in ``folder``."""
     import torch
 
@@ -93,6 +101,21 @@ def measure_checkpoint(folder: str | Path, *, pattern: tuple[int, int] | None = 
 
             shape = tuple(int(x) for x in tensors[base + ".weight_shape"].get_tensor(base + ".weight_shape").tolist())
             ints = unpack_from_int32(packed.get_tensor(base + ".weight_packed"), num_bits_cfg, torch.Size(shape)).to(torch.int32)
+        elif weight_h is not None and scale_h is not None and weight_h.get_tensor(base + ".weight").dtype.is_floating_point:
+            weight = weight_h.get_tensor(base + ".weight")  # float8: stored as is, scaled per channel
+            shape = tuple(weight.shape)
+            ints = None
+            zero_mask = weight.float() == 0
+            codes = weight.view(torch.uint8).to(torch.int32)  # bit patterns: distinct values, not order
+            entry.update({
+                "weight_dtype": str(weight.dtype).replace("torch.", ""),
+                "bits_needed": weight.element_size() * 8,
+                "group_size": shape[1],
+                "max_distinct_per_group": distinct_per_group(codes, shape[1]),
+                "zero_point_stored": zp_h is not None,
+                "scale_dtype": str(scale_h.get_tensor(base + ".weight_scale").dtype).replace("torch.", ""),
+                "int_min": None, "int_max": None,
+            })
         elif weight_h is not None and scale_h is not None:
             ints = weight_h.get_tensor(base + ".weight").to(torch.int32)
             shape = tuple(ints.shape)
@@ -103,6 +126,12 @@ def measure_checkpoint(folder: str | Path, *, pattern: tuple[int, int] | None = 
             ints = None
             shape = tuple(weight.shape)
             zero_mask = weight == 0
+            if dense_block is not None:
+                blocks = weight.float().reshape(-1, dense_block)
+                ordered, _ = torch.sort(blocks, dim=-1)
+                distinct = int((1 + (ordered[:, 1:] != ordered[:, :-1]).sum(dim=-1)).max())
+                entry.update({"fake_quant_block": dense_block, "max_distinct_per_block": distinct,
+                              "bits_needed": _distinct_bits(distinct)})
         else:
             continue
         entry["shape"] = list(shape)
@@ -140,6 +169,8 @@ def measure_checkpoint(folder: str | Path, *, pattern: tuple[int, int] | None = 
         layers[base] = entry
 
     quantized = [e for e in layers.values() if "int_min" in e]
+    fake = [e for e in layers.values() if "fake_quant_block" in e]
+    activations = next((g.get("input_activations") for g in (qconfig.get("config_groups") or {}).values()), None)
     summary = {
         "format": qconfig.get("format") or ("dense" if not qconfig else qconfig.get("quant_method")),
         "quant_method": qconfig.get("quant_method"),
@@ -147,6 +178,12 @@ def measure_checkpoint(folder: str | Path, *, pattern: tuple[int, int] | None = 
         "layers_quantized": len(quantized),
         "overall_sparsity": zeros / total if total else 0.0,
         "bits_found": sorted({e["bits_needed"] for e in quantized}) or None,
+        "weight_dtypes_found": sorted({e["weight_dtype"] for e in quantized if "weight_dtype" in e}) or None,
+        "fake_quant_bits_found": sorted({e["bits_needed"] for e in fake}) or None,
+        "fake_quant_max_distinct_per_block": max((e["max_distinct_per_block"] for e in fake), default=None),
+        "input_activations": activations,
+        "kv_cache_scheme": qconfig.get("kv_cache_scheme"),
+        "kv_scales_stored": sum(1 for key in tensors if key.endswith((".k_scale", ".v_scale"))),
         "max_distinct_per_group": max((e["max_distinct_per_group"] for e in quantized), default=None),
         "group_sizes_found": sorted({e["group_size"] for e in quantized}) or None,
         "zero_point_stored": any(e["zero_point_stored"] for e in quantized) if quantized else None,

