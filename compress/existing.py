@@ -130,7 +130,11 @@ def measure_existing(folder: Path, *, out: Path | None = None, ppl: bool = True,
 
         from .calibration import heldout_windows, load_heldout_text, load_text, token_ids, tokenize_source
 
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        except Exception as exc:  # no tokenizer files, or ones transformers cannot build
+            raise UserError(f"{folder}: no usable tokenizer for perplexity ({type(exc).__name__}: "
+                            f"{(str(exc).strip().splitlines() or [''])[0][:200]}); or --no-ppl") from None
         if ppl_text is not None:
             text, heldout = load_heldout_text(ppl_text)
             tokens = token_ids(tokenizer, text)

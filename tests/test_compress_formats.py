@@ -90,30 +90,28 @@ def test_masked_gptq_equals_llmcompressor_gptq_on_a_dense_weight():
 
 
 @pytest.mark.parametrize("actorder", [None, "weight"])
-def test_masked_gptq_keeps_zeros_on_grid_and_beats_rezeroing(actorder):
+def test_masked_gptq_keeps_pruned_weights_zero_and_on_grid(actorder):
     import torch
     from llmcompressor.modifiers.gptq.gptq_quantize import quantize_weight
 
     from lm_eval_acbench.compress.sparse_gptq import masked_quantize_weight
 
-    weight, hessian, scale, zero_point, args = _gptq_inputs(zero_fraction=0.5, actorder=actorder)
+    weight, _, scale, zero_point, args = _gptq_inputs(zero_fraction=0.5, actorder=actorder)
+    generator = torch.Generator().manual_seed(1)
+    # correlated inputs (as in real layers): a strong off-diagonal Hessian, where GPTQ's feedback
+    # is large enough to push pruned weights off zero
+    x = torch.randn(256, 64, generator=generator) @ (torch.eye(64) + torch.randn(64, 64, generator=generator))
+    hessian = 2 * x.t() @ x / x.shape[0]
     pruned = weight == 0
     ours, _, _ = masked_quantize_weight(weight[None].clone(), hessian[None].clone(), scale[None], zero_point[None], None, args, 32, 0.01)
     ours = ours[0]
     assert (ours[pruned] == 0).all()
+    assert ((ours != 0) == ~pruned).float().mean() > 0.9  # kept weights mostly stay nonzero
     # on the grid: every value is an integer multiple of its group's scale
     steps = ours.reshape(16, -1, 16) / scale.reshape(16, -1, 1)
     assert torch.allclose(steps, steps.round(), atol=1e-4) and steps.abs().max() <= 8
     plain, _, _ = quantize_weight(weight[None].clone(), hessian[None].clone(), scale[None], zero_point[None], None, args, 32, 0.01)
-    plain = plain[0]
-    assert (plain[pruned] != 0).any()  # the trap: plain GPTQ refills pruned weights
-    rezeroed = plain.masked_fill(pruned, 0.0)
-
-    def output_error(q):  # GPTQ's objective: (W - Q) H (W - Q)^T
-        diff = weight - q
-        return float(torch.einsum("ij,jk,ik->", diff, hessian, diff))
-
-    assert output_error(ours) < output_error(rezeroed)
+    assert (plain[0][pruned] != 0).any()  # the trap: plain GPTQ refills pruned weights
 
 
 # ---- measuring checkpoints made elsewhere ------------------------------------------------------
@@ -162,10 +160,11 @@ def test_measure_autogptq_packed_folder(tmp_path):
         len(set(ints[r, g * group:(g + 1) * group].tolist())) for r in range(out_features) for g in range(2))
     with pytest.raises(UserError, match="exists"):
         measure_existing(tmp_path, ppl=False)
-    # no gptqmodel here: asking for perplexity is one line that names the extra
+    # perplexity needs a tokenizer and a loadable model: this folder has neither, one line each way
     (tmp_path / "acbench_manifest.json").unlink()
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="tokenizer"):
         measure_existing(tmp_path, ppl=True, ppl_text=_text_file(tmp_path), windows=1, seq_len=8)
+    assert not (tmp_path / "acbench_manifest.json").exists()
 
 
 def _text_file(folder: Path) -> Path:
