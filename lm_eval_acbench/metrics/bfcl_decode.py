@@ -30,7 +30,8 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from typing import Any
 
 MAX_CHARS = 200_000
@@ -60,7 +61,6 @@ class ReferenceDecode:
     calls: list[dict] | None = None
     error: str | None = None
     wrapped: str = ""  # the text ast.parse saw
-    notes: list[str] = field(default_factory=list)
 
 
 class _Undecodable(ValueError):
@@ -88,7 +88,9 @@ def decode_reference(text: Any) -> ReferenceDecode:
         return ReferenceDecode(error=f"output longer than {MAX_CHARS} characters")
     wrapped = wrap_like_bfcl(text)
     try:
-        body = ast.parse(wrapped, mode="eval").body
+        with warnings.catch_warnings():  # "invalid decimal literal" and the like, per output
+            warnings.simplefilter("ignore", SyntaxWarning)
+            body = ast.parse(wrapped, mode="eval").body
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         return ReferenceDecode(error=f"not Python call syntax after wrapping in [] ({type(exc).__name__})", wrapped=wrapped)
     try:
