@@ -34,6 +34,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
+from lm_eval_acbench import thinking
+
 # a child of lm-eval's logger, so the loop's progress lines appear with lm-eval's own
 log = logging.getLogger("lm_eval.acbench_episodes")
 
@@ -222,7 +224,7 @@ def _start(episode: Episode, make_env: Callable[[dict], Any]) -> None:
 
 def _advance(episode: Episode, prompt: str, output: str) -> None:
     settings = episode.settings
-    action = extract_action(output)
+    action = extract_action(thinking.answer(episode.record, output))
     entry: dict[str, Any] = {"step": len(episode.steps) + 1}
     if settings.log_prompts:
         entry["prompt"] = prompt

@@ -35,7 +35,6 @@ MAX_DEPTH = 40
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)(?:```|\Z)", re.S)
 _TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.S)
-_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S)
 _ARG_KEYS = ("arguments", "parameters", "args")
 
 
@@ -322,7 +321,7 @@ def parse_tool_calls(text: Any) -> ParsedCalls:
 
 
 def _parse(text: str) -> ParsedCalls:
-    text = _THINK.sub("", text).strip()
+    text = text.strip()
     if not text:
         return ParsedCalls(error="empty output")
     if "<tool_call>" in text:

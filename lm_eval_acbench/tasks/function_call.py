@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, thinking
 from lm_eval_acbench.metrics import bfcl_ast
 from lm_eval_acbench.metrics.bfcl_decode import decode_reference
 from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
@@ -150,7 +150,7 @@ class FunctionCallTask(RenderedMessagesTask):
     def process_results(self, doc, results):
         rendered = self.rendered(doc)
         scored = score_output(
-            results[0] if results else "",
+            thinking.answer(doc, results[0] if results else ""),
             data.doc_json(doc, "functions", []),
             data.doc_json(doc, "ground_truth", []),
             doc.get("category", ""),
