@@ -12,9 +12,10 @@ per output style and every disagreement (up to ``--show``).
 bfcl-eval pins numpy 1.26.4 and networkx 3.3, so install it apart and point at it:
 
     pip install --no-deps --target /tmp/bfcl_site bfcl-eval==2026.3.23 tree_sitter==0.21.3 \
-        tree-sitter-java==0.21.0 tree-sitter-javascript==0.21.4 filelock tenacity
+        tree-sitter-java==0.21.0 tree-sitter-javascript==0.21.4
     BFCL_EVAL_PATH=/tmp/bfcl_site .venv/bin/python bench/bench_bfcl_oracle.py
 
+(filelock and tenacity, which it also imports, come from our venv.)
 ``bfcl_eval.constants.model_config`` imports every API client BFCL supports; the checker uses it
 only to ask whether a model's function names have dots replaced by underscores
 (``convert_func_name``), so this script puts a one-line stand-in in its place that says "no"
