@@ -33,6 +33,8 @@ import types
 from collections import Counter
 from pathlib import Path
 
+from bench_function_call import add_data_argument, has_bfcl_data
+from bench_function_call import outputs_for as function_call_outputs
 from lm_eval_acbench.metrics import bfcl_ast
 from lm_eval_acbench.metrics.tool_calls import format_calls
 from lm_eval_acbench.tasks.function_call import CATEGORIES, read_category, score_output
@@ -90,70 +92,49 @@ def _python_call(name: str, args: dict) -> str:
 
 
 def outputs_for(functions: list, gold: list, category: str) -> list[tuple[str, str]]:
-    """(style, output text) pairs for one item."""
+    """(style, output text) pairs for one item: bench_function_call's gold-derived and perturbed
+    outputs plus the styles and argument syntax where BFCL's decoder has rules of its own."""
+    out = function_call_outputs(functions, gold, category)
     if "irrelevance" in category:
         first = functions[0] if functions else {"name": "f"}
         required = (first.get("parameters") or {}).get("required") or []
-        call = {first["name"]: {p: "x" for p in required}}
-        python = format_calls([call], "python")
-        return [
-            ("prose", "None of these functions can answer that."),
-            ("python_list", python),
+        call = [{first["name"]: {p: "x" for p in required}}]
+        python = format_calls(call, "python")
+        return out + [
+            ("json", format_calls(call, "json")),
+            ("tags", format_calls(call, "tags")),
             ("bare", python[1:-1]),
             ("fenced_python", f"```python\n{python}\n```"),
             ("fenced_plain", f"```\n{python}\n```"),
-            ("json", format_calls([call], "json")),
-            ("tags", format_calls([call], "tags")),
             ("empty_list", "[]"),
         ]
     calls = bfcl_ast.gold_calls(gold, functions)
     python = format_calls(calls, "python")
     singles = [_python_call(n, a) for c in calls for n, a in c.items()]
-    out = [
-        ("python_list", python),
+    out += [
         ("bare", ", ".join(singles)),
         ("fenced_python", f"```python\n{python}\n```"),
         ("fenced_plain", f"```\n{python}\n```"),
         ("fenced_bare", f"```\n{', '.join(singles)}\n```"),
         ("lines", "\n".join(singles)),
         ("prose_then_list", f"Here is the call:\n{python}"),
-        ("json", format_calls(calls, "json")),
-        ("tags", format_calls(calls, "tags")),
         ("empty_list", "[]"),
-        ("prose", "I would call a function to do this."),
     ]
     name = next(iter(calls[0]))
-    wrong = copy.deepcopy(calls)
-    wrong[0] = {name + "_x": wrong[0][name]}
-    out.append(("wrong_name", format_calls(wrong, "python")))
-    extra = copy.deepcopy(calls)
-    extra[0][name]["zz_unknown"] = 1
-    out.append(("unknown_param", format_calls(extra, "python")))
-    required = (next((f for f in functions if f["name"] == name), {}).get("parameters", {}).get("required") or [])
-    if required and required[0] in calls[0][name]:
-        dropped = copy.deepcopy(calls)
-        dropped[0][name].pop(required[0])
-        out.append(("missing_required", format_calls(dropped, "python")))
     for param, value in calls[0][name].items():
-        kind = type(value)
-        if kind in (int, float, str, list, bool):
+        if type(value) in (float, list, bool):
             changed = copy.deepcopy(calls)
-            if kind is int:
-                changed[0][name][param] = value + 7
-            elif kind is float:
+            if type(value) is float:
                 changed[0][name][param] = int(value) if value == int(value) else value * 2
-            elif kind is str:
-                changed[0][name][param] = value.upper() + " zq" if len(value) % 2 else value.upper()
-            elif kind is bool:
+            elif type(value) is bool:
                 changed[0][name][param] = int(value)
             else:
                 changed[0][name][param] = list(reversed(value))
-            out.append(("changed_value", format_calls(changed, "python")))
+            out.append(("changed_float_list_bool", format_calls(changed, "python")))
             break
     for param, value in calls[0][name].items():
-        if type(value) in (int, float) and not isinstance(value, bool):
-            signed = python.replace(f"{param}={value!r}", f"{param}=+{value!r}", 1)
-            out.append(("unary_plus", signed))
+        if type(value) in (int, float):
+            out.append(("unary_plus", python.replace(f"{param}={value!r}", f"{param}=+{value!r}", 1)))
             break
     first_param = next(iter(calls[0][name]), None)
     if first_param is not None:
@@ -162,22 +143,15 @@ def outputs_for(functions: list, gold: list, category: str) -> list[tuple[str, s
             out.append(("exotic_value", f"[{name}({first_param}={source}{', ' + rest if rest else ''})]"))
         out.append(("positional_arg", f"[{name}(1, {first_param}={calls[0][name][first_param]!r})]"))
         out.append(("kwargs_unpack", f"[{name}(**{{'{first_param}': 1}})]"))
-    out.append(("extra_call", format_calls(calls + calls[:1], "python")))
-    if len(calls) > 1:
-        out.append(("reversed", format_calls(list(reversed(calls)), "python")))
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "bfcl"
-    if not default.is_dir() and os.environ.get("ACBENCH_DATA_DIR"):
-        default = Path(os.environ["ACBENCH_DATA_DIR"]) / "bfcl"
-    parser.add_argument("--data", type=Path, default=default)
+    add_data_argument(parser)
     parser.add_argument("--show", type=int, default=20, help="disagreements to print")
     args = parser.parse_args()
-    if not (args.data / "BFCL_v4_multiple.json").is_file():
-        print(f"no BFCL data at {args.data}; pass --data", file=sys.stderr)
+    if not has_bfcl_data(args.data):
         return 2
     try:
         oracle = load_oracle()

@@ -61,15 +61,26 @@ def outputs_for(functions: list, gold: list, category: str) -> list[tuple[str, s
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data``: ``../shared/data/bfcl`` next to the checkout, else ``$ACBENCH_DATA_DIR/bfcl``."""
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "bfcl"
     if not default.is_dir() and os.environ.get("ACBENCH_DATA_DIR"):
         default = Path(os.environ["ACBENCH_DATA_DIR"]) / "bfcl"
     parser.add_argument("--data", type=Path, default=default)
+
+
+def has_bfcl_data(folder: Path) -> bool:
+    if (folder / "BFCL_v4_multiple.json").is_file():
+        return True
+    print(f"no BFCL data at {folder}; pass --data", file=sys.stderr)
+    return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_argument(parser)
     args = parser.parse_args()
-    if not (args.data / "BFCL_v4_multiple.json").is_file():
-        print(f"no BFCL data at {args.data}; pass --data", file=sys.stderr)
+    if not has_bfcl_data(args.data):
         return 2
 
     items = [
