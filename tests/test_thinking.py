@@ -124,6 +124,8 @@ def test_teval_reads_the_answer_after_the_thought(rendered_tasks):
     thought = '<think>{"name": "other", "args": {}} 1. first</think>'
     assert task.process_results(dict(doc), [thought + answer])["score"]["value"] == 1
     assert task.process_results(dict(doc), ["<think>" + answer])["score"]["value"] == 0
+    fenced = f"```json\n<think>{{\"name\": \"other\"}}</think>\n{answer}\n```"
+    assert task.process_results(dict(doc), [fenced])["score"]["value"] == 1
     kept = _task(off, "acbench_teval_instruct")
     doc_off = next(d for d in kept.test_docs() if d["response_format"] == "json")
     assert kept.process_results(dict(doc_off), [thought + answer])["score"]["value"] < 1
@@ -148,6 +150,9 @@ def test_longbench_longgenbench_niah_read_the_answer():
     gold = longbench.doc_to_target(lb)
     assert longbench.process_results(lb, [f"<think>Type: none\n</think>{gold}"])["score"] == 1.0
     assert longbench.process_results(lb, [f"<think>{gold}"])["score"] == 0.0
+    # inside a fence the thought goes and the fence stays: scored as the fence without it
+    fenced = longbench.process_results(lb, [f"Type: {gold}\n```\n<think>Type: none</think>{gold}\n```"])
+    assert fenced == longbench.process_results(lb, [f"Type: {gold}\n```\n{gold}\n```"]) and fenced["score"] == 1.0
 
     lg = longgenbench.load_mmlu(data_source="sample")["test"][0]
     gold = longgenbench.doc_to_target(lg)
@@ -160,6 +165,7 @@ def test_longbench_longgenbench_niah_read_the_answer():
     assert niah.process_results(cell, [f"<think>{needle_answer}"])["recall"] == 0.0
     assert niah.process_results(cell, [f"<think>hmm</think>{needle_answer}"])["recall"] == 1.0
     assert niah.process_results(dict(cell, **KEEP), [f"<think>{needle_answer}"])["recall"] == 1.0
+    assert niah.process_results(cell, [f"```\n<think>{needle_answer}</think>\n```"])["recall"] == 0.0
 
 
 class _Door:
@@ -194,3 +200,6 @@ def test_episode_actions_come_after_the_thought():
     unclosed = run_episodes([{"id": 0}], lambda requests: ["<think>open door"] * len(requests),
                             make_env=_Door, settings=LoopSettings(max_steps=1))
     assert unclosed[0]["end_reason"] != "success"
+    fenced = run_episodes([{"id": 0}], lambda requests: ["```\n<think>jump</think>open door\n```"] * len(requests),
+                          make_env=_Door, settings=LoopSettings(max_steps=1))
+    assert fenced[0]["end_reason"] == "success"

@@ -341,20 +341,41 @@ def _from_python(text: str) -> list[dict] | None:
     return [_call(e) for e in elements]  # type: ignore[arg-type]
 
 
+def _matching_bracket(text: str, start: int) -> int | None:
+    """Index of the bracket that closes the one at ``start`` (quotes respected), or None."""
+    depth = 0
+    quote = None
+    pos = start
+    while pos < len(text):
+        char = text[pos]
+        if quote:
+            if char == "\\":
+                pos += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "[({":
+            depth += 1
+        elif char in "])}":
+            depth -= 1
+            if depth == 0:
+                return pos
+        pos += 1
+    return None
+
+
 def _python_after_prose(text: str) -> list[dict] | None:
     """A ``[f(a=1), ...]`` list that opens a line after prose; prose may follow it too."""
-    for start in _line_starts(text, "[", limit=10)[:10]:
+    for start in _line_starts(text, "[", limit=10):
         if start == 0:
             continue
-        candidate = text[start:]
-        calls = _from_python(candidate)
+        end = _matching_bracket(text, start)
+        if end is None:
+            continue
+        calls = _from_python(text[start : end + 1])
         if calls is not None:
             return calls
-        ends = [m.start() for m in re.finditer(r"\]", candidate)][-10:]
-        for end in reversed(ends):
-            calls = _from_python(candidate[: end + 1])
-            if calls is not None:
-                return calls
     return None
 
 
