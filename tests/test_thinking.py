@@ -75,6 +75,11 @@ def test_loaders_stamp_the_setting():
     assert on[FIELD] is True and off[FIELD] is False
     lb = longbench.load(longbench_dataset="trec", data_source="sample", strip_thinking=False)["test"][0]
     assert lb[FIELD] is False
+    from lm_eval_acbench.episodes import EPISODE_FIELD
+    from lm_eval_acbench.tasks import realworld
+
+    episode = realworld.load_tool_query(data_source="sample", strip_thinking=False)["test"][0]
+    assert json.loads(episode[EPISODE_FIELD])[FIELD] is False  # the loop reads the episode record
 
 
 # --- every task's parser --------------------------------------------------------------------
