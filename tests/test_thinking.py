@@ -136,6 +136,20 @@ def test_teval_reads_the_answer_after_the_thought(rendered_tasks):
     assert kept.process_results(dict(doc_off), [thought + answer])["score"]["value"] < 1
 
 
+def test_workflow_parsers_never_see_numbered_lines_of_a_thought():
+    from lm_eval_acbench.metrics.workflow import parse_lenient, parse_reference
+
+    gold = "Node:\n1: open the fridge\n2: take the milk\nEdge: (START,1) (1,2) (2,END)"
+    thought = "<think>\nNode:\n1: go to the moon\n2: open the sky\n3: jump\n</think>\n"
+    for text in (thought + gold, f"```\n{thought}{gold}\n```"):
+        answer = thinking.answer({}, text)
+        assert parse_reference(gold) is not None and parse_reference(answer) == parse_reference(gold)
+        assert "go to the moon" not in str(parse_lenient(answer))
+    assert "go to the moon" in str(parse_lenient(thinking.answer(KEEP, thought + gold)))
+    assert parse_reference(thinking.answer({}, "<think>\n" + gold)) is None  # unclosed: no workflow
+
+
+@pytest.mark.slow  # loads a sentence-embedding model
 def test_workflow_numbered_lines_in_a_thought_are_not_nodes():
     docs = list(wf.load_worfbench(subset="alfworld", data_source="sample", embedding_model=MINILM)["test"])
     doc = docs[1]
