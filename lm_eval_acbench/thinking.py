@@ -13,7 +13,7 @@ completion in ``resps``; nothing here changes it.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from typing import Any
 
 OPEN = "<think>"
 CLOSE = "</think>"
@@ -75,7 +75,7 @@ def enabled(metadata: dict | None) -> bool:
     return True
 
 
-def tag(records: Iterable[dict], metadata: dict | None) -> Iterable[dict]:
+def tag(records: list[dict], metadata: dict | None) -> list[dict]:
     """Stamp the setting in force on every record (in place); returns the records."""
     value = enabled(metadata)
     for record in records:

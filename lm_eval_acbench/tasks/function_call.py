@@ -14,7 +14,7 @@ Scoring: :func:`score_output` gives two verdicts. ``accuracy`` is BFCL's: the co
 decoded by BFCL's own prompting decoder (:func:`lm_eval_acbench.metrics.bfcl_decode.decode_reference`)
 and checked under the reference rules of :mod:`lm_eval_acbench.metrics.bfcl_ast`.
 ``accuracy_fixed`` decodes leniently (:func:`lm_eval_acbench.metrics.tool_calls.parse_tool_calls`:
-fences, JSON, tool tags) and checks under the fixed rules; ``parse_rate`` is 1 when the lenient
+fences, JSON, tool tags, model tool-call tokens) and checks under the fixed rules; ``parse_rate`` is 1 when the lenient
 decoder found at least one call.
 """
 
