@@ -4,10 +4,19 @@ Streams the logs shard by shard (a small cache of decoded shards), so memory doe
 the log except for the per-position energies (8 bytes per position and model, kept because
 the Wasserstein-1 distance and the KS statistic need every value) and one row per sequence.
 
-Runs are lined up by record key (``task|doc_id|request_type|request_idx``). They are refused
-(:class:`RunMismatch`) when the tokenizers differ, when a key's prompt differs (different input
-token ids), or when keys are missing on either side, unless ``allow_partial=True``, in which case
-only the common keys are analysed and the summary says how many were left out.
+Runs are lined up by record key (``logio.make_key``: task, document, request, and for episode
+steps the episode and step). They are refused (:class:`RunMismatch`) when the tokenizers differ,
+when a key's prompt differs (different input token ids), or when keys are missing on either side,
+unless ``allow_partial=True``, in which case only the common keys with the same prompt are
+analysed and the summary says how many were left out (multi-turn episodes of two models diverge
+once their answers differ: later steps see other prompts).
+
+Within a record pair, positions past the prompt (the positions that chose generated tokens) are
+compared only while both models generated the same tokens (``logio.comparable_positions``).
+For top-k rank correlation the compressed model's logits at the base's top-k ids come from the
+compressed log's ``ref_ids``/``ref_logits`` when it was logged against this base (then every
+position is covered), else from its own top-K (positions where a base top-k token is outside it
+are not scored and counted in ``not_covered_share``).
 """
 
 from __future__ import annotations
@@ -70,9 +79,11 @@ def match_runs(base: Path, comp: Path, *, allow_partial: bool = False, label: st
     only_c = merged.loc[merged["_merge"] == "right_only", "key"].tolist()
     both = merged[merged["_merge"] == "both"]
     differ = both.loc[both["prompt_hash_b"] != both["prompt_hash_c"], "key"].tolist()
-    if differ:
+    if differ and not allow_partial:
         raise RunMismatch(f"{label}: {len(differ)} keys have different prompts (input token ids): "
-                          f"{_fmt_keys(differ)}")
+                          f"{_fmt_keys(differ)} (pass allow_partial / --allow-partial to analyse the "
+                          "keys with the same prompt)")
+    both = both[both["prompt_hash_b"] == both["prompt_hash_c"]]
     if (only_b or only_c) and not allow_partial:
         parts = []
         if only_b:
@@ -84,7 +95,8 @@ def match_runs(base: Path, comp: Path, *, allow_partial: bool = False, label: st
     if both.empty:
         raise RunMismatch(f"{label}: no common keys with the base log")
     overlap = {"n_common": int(len(both)), "n_only_base": len(only_b), "n_only_compressed": len(only_c),
-               "only_base_keys": sorted(only_b)[:20], "only_compressed_keys": sorted(only_c)[:20]}
+               "n_different_prompt": len(differ), "only_base_keys": sorted(only_b)[:20],
+               "only_compressed_keys": sorted(only_c)[:20], "different_prompt_keys": sorted(differ)[:20]}
     return meta_b, meta_c, both, overlap
 
 
@@ -119,15 +131,22 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
     acc = {k: np.zeros((4, 0)) for k in ks}  # per window position: tau_sum, tau_n, rho_sum, rho_n
     totals = {k: {"covered": 0, "positions": 0} for k in ks}
     n_positions = 0
+    n_ref = 0
     with _one_blas_thread():
         for shard_b, group in common.groupby("shard_b", sort=False):
             items = []
             for row_b, shard_c, row_c, key in zip(group["row_b"], group["shard_c"], group["row_c"], group["key"]):
                 rb = cache_b.get(shard_b, int(row_b))
                 rcm = cache_c.get(shard_c, int(row_c))
-                pos, ib, ic = np.intersect1d(rb["positions"], rcm["positions"], return_indices=True)
+                pos, ib, ic = logio.comparable_positions(rb["positions"], rb["generated_ids"], rcm["positions"],
+                                                         rcm["generated_ids"], len(rb["input_ids"]))
                 if pos.size == 0:
                     continue
+                c_ids, c_val = rcm["topk_ids"][ic], rcm["topk_logits"][ic]
+                if "ref_ids" in rcm:  # logged at the base's top-K ids: exact at every position
+                    c_ids = np.concatenate([c_ids, rcm["ref_ids"][ic]], axis=1)
+                    c_val = np.concatenate([c_val, rcm["ref_logits"][ic]], axis=1)
+                    n_ref += 1
                 # ERank over the (capped) common positions: principal sub-matrix of each raw Gram
                 cap_pos = _cap(pos, max_n)
                 sel_b, sel_c = ib[-cap_pos.size:], ic[-cap_pos.size:]
@@ -138,16 +157,17 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
                     "key": key, "task": rb["task"], "n": int(pos.size), "n_erank": int(cap_pos.size),
                     "erank_b": erank_cache[ck], "erank_c": er.erank_from_gram(rcm["gram"][np.ix_(sel_c, sel_c)]),
                     "b_ids": rb["topk_ids"][ib], "b_val": rb["topk_logits"][ib],
-                    "c_ids": rcm["topk_ids"][ic], "c_val": rcm["topk_logits"][ic],
+                    "c_ids": c_ids, "c_val": c_val,
                     "eb": en.energy_from_lse(rb["lse"][ib, tb], temperature),
                     "ec": en.energy_from_lse(rcm["lse"][ic, tc], temperature)})
             if not items:
                 continue
             # one vectorised rank-correlation call per shard, split back per record
+            width = max(it["c_ids"].shape[1] for it in items)
             corr = rc.topk_rank_correlation(np.concatenate([it["b_ids"] for it in items]),
                                             np.concatenate([it["b_val"] for it in items]),
-                                            np.concatenate([it["c_ids"] for it in items]),
-                                            np.concatenate([it["c_val"] for it in items]), ks=ks)
+                                            np.concatenate([_pad_ids(it["c_ids"], width) for it in items]),
+                                            np.concatenate([_pad_vals(it["c_val"], width) for it in items]), ks=ks)
             offset = 0
             for it in items:
                 n = it["n"]
@@ -202,10 +222,19 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
     summary = {
         "label": label, "path": str(comp), "model": meta_c.get("model"), "overlap": overlap,
         "positions": int(n_positions), "sequences": len(seq_rows),
+        "sequences_logged_at_base_topk": int(n_ref),
         "erank": er.diff_erank(eb_all, ec_all), "rank_correlation": rank_summary,
         "energy": en.energy_shift(e_base, e_comp),
     }
     return summary, seq_rows, pos_rows, (e_base, e_comp)
+
+
+def _pad_ids(ids: np.ndarray, width: int) -> np.ndarray:
+    return np.pad(ids, ((0, 0), (0, width - ids.shape[1])), constant_values=-1)
+
+
+def _pad_vals(vals: np.ndarray, width: int) -> np.ndarray:
+    return np.pad(np.asarray(vals, dtype=np.float64), ((0, 0), (0, width - vals.shape[1])), constant_values=np.nan)
 
 
 def _one_blas_thread():
