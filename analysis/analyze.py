@@ -129,6 +129,7 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
     common = common.sort_values(["shard_b", "row_b"])
     seq_rows, e_base, e_comp = [], [], []
     acc = {k: np.zeros((4, 0)) for k in ks}  # per window position: tau_sum, tau_n, rho_sum, rho_n
+    e_acc = np.zeros((3, 0))  # per window position: base energy sum, compressed energy sum, n
     totals = {k: {"covered": 0, "positions": 0} for k in ks}
     n_positions = 0
     n_ref = 0
@@ -190,6 +191,11 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
                     acc[k][2, :n] += np.where(fr, rho, 0.0)
                     acc[k][3, :n] += fr
                 offset += n
+                if e_acc.shape[1] < n:
+                    e_acc = np.pad(e_acc, ((0, 0), (0, n - e_acc.shape[1])))
+                e_acc[0, :n] += it["eb"]
+                e_acc[1, :n] += it["ec"]
+                e_acc[2, :n] += 1
                 e_base.append(it["eb"])
                 e_comp.append(it["ec"])
                 row["energy_base_mean"] = float(it["eb"].mean())
@@ -204,6 +210,10 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
             pos_rows.append({"pair": label, "k": k, "position": j,
                              "tau_mean": s[0] / s[1] if s[1] else float("nan"), "tau_n": int(s[1]),
                              "rho_mean": s[2] / s[3] if s[3] else float("nan"), "rho_n": int(s[3])})
+    energy_rows = [{"pair": label, "position": j, "n": int(e_acc[2, j]),
+                    "energy_base_mean": e_acc[0, j] / e_acc[2, j], "energy_compressed_mean": e_acc[1, j] / e_acc[2, j],
+                    "mean_shift": (e_acc[1, j] - e_acc[0, j]) / e_acc[2, j]}
+                   for j in range(e_acc.shape[1]) if e_acc[2, j]]
     eb_all = np.array([r["erank_base"] for r in seq_rows])
     ec_all = np.array([r["erank_compressed"] for r in seq_rows])
     rank_summary = {}
@@ -226,6 +236,7 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
         "erank": er.diff_erank(eb_all, ec_all), "rank_correlation": rank_summary,
         "energy": en.energy_shift(e_base, e_comp),
     }
+    summary["_energy_per_position"] = energy_rows
     return summary, seq_rows, pos_rows, (e_base, e_comp)
 
 
@@ -274,7 +285,8 @@ def analyze_runs(base: Path, compressed: dict, out: Path, *, ks=DEFAULT_KS, max_
     correlation per k with the share of positions not covered by the compressed top-K, energy
     mean shift / Wasserstein-1 / KS, and the key overlap), ``per_sequence.csv``,
     ``per_position.csv`` (mean tau/rho per k and position in the logged window) and
-    ``energy_<label>.npz`` (the paired base/compressed energies, for the histograms).
+    ``energy_per_position.csv`` (mean base/compressed energy per position in the logged window)
+    and ``energy_<label>.npz`` (the paired base/compressed energies, for the histograms).
     """
     import pandas as pd
 
@@ -283,12 +295,13 @@ def analyze_runs(base: Path, compressed: dict, out: Path, *, ks=DEFAULT_KS, max_
     out.mkdir(parents=True, exist_ok=True)
     ks = tuple(sorted({int(k) for k in ks}))
     meta_b = logio.read_meta(base)
-    summaries, seq_frames, pos_frames = {}, [], []
+    summaries, seq_frames, pos_frames, energy_frames = {}, [], [], []
     erank_cache: dict = {}
     for label, path in compressed.items():
         summary, seq_rows, pos_rows, (eb, ec) = analyze_pair(
             base, Path(path), label=label, ks=ks, max_n=max_n, temperature=temperature,
             allow_partial=allow_partial, erank_cache=erank_cache)
+        energy_frames.append(pd.DataFrame(summary.pop("_energy_per_position")))
         summaries[label] = summary
         seq_frames.append(pd.DataFrame(seq_rows))
         pos_frames.append(pd.DataFrame(pos_rows))
@@ -309,6 +322,7 @@ def analyze_runs(base: Path, compressed: dict, out: Path, *, ks=DEFAULT_KS, max_
     if seq_frames:
         pd.concat(seq_frames, ignore_index=True).to_csv(out / "per_sequence.csv", index=False)
         pd.concat(pos_frames, ignore_index=True).to_csv(out / "per_position.csv", index=False)
+        pd.concat(energy_frames, ignore_index=True).to_csv(out / "energy_per_position.csv", index=False)
     return out
 
 

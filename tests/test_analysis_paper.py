@@ -195,6 +195,12 @@ def test_paper_command_prints_every_setting_and_names_the_split(tiny_model_dir, 
     assert main(["analyze", "--paper", "energy", str(tiny_model_dir), "--out", str(tmp_path / "g"),
                  "--corpus", str(corpus), "--num-lines", "4", "--seq-len", "32"]) == 0
     assert "the paper's energy analysis used the train split" in capsys.readouterr().out
+    assert main(["report", "--analysis", str(tmp_path / "e"), "--analysis", str(tmp_path / "g"),
+                 "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "ERank vs weight and KV-cache bits" in md and "Energy per position" in md and "train split" in md
+    for png in ("paper_erank_bits.png", "paper_energy_positions_1.png", "paper_energy_histograms_1.png"):
+        assert (tmp_path / "rep" / png).stat().st_size > 1000 and f"({png})" in md
     # offline, the hub's WikiText-2 is not silently replaced by another text
     assert main(["analyze", "--paper", "topk", str(tiny_model_dir), "--out", str(tmp_path / "t")]) == 1
     assert "not reachable" in capsys.readouterr().err
