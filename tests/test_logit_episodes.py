@@ -139,3 +139,28 @@ def test_reference_logits_equal_the_models_full_logits(runs, tiny_model_dir):
             np.testing.assert_allclose(rec["ref_logits"][row], full[p, ref["topk_ids"][j]], rtol=1e-4, atol=1e-4)
             checked += 1
     assert checked > 0
+
+
+@pytest.mark.slow  # one compression and four lm-eval runs of the tiny model with episodes
+def test_a_study_with_real_world_cells_analyses_without_a_mismatch(tiny_model_dir, tmp_path):
+    """The demo's shape in miniature: logits on, real-world episodes, base vs RTN, analysis."""
+    from lm_eval_acbench.study.config import load_study
+    from lm_eval_acbench.study.runner import run_study
+
+    study = load_study({
+        "name": "mini-realworld", "models": [{"name": "tiny", "path": str(tiny_model_dir)}],
+        "recipes": ["rtn_w4a16"], "tasks": ["acbench_realworld_tool_query", "acbench_realworld_pddl"],
+        "limit": 2, "out": str(tmp_path / "out"), "backend": {"device": "cpu", "batch_size": 4},
+        "apply_chat_template": True, "generation": {"max_gen_toks": 8, "do_sample": False},
+        "metadata": {"max_steps": 3, "max_invalid": 3}, "logits": {"enabled": True},
+        "data": {"source": "sample"},
+    })
+    summary = run_study(study, progress=False)
+    failed = {c: r.get("error") for c, r in summary.results.items() if r["status"] != "done"}
+    assert not failed
+    analysis = json.loads((tmp_path / "out" / "analysis/tiny/summary.json").read_text())
+    pair = analysis["pairs"]["rtn_w4a16"]
+    assert pair["sequences"] >= 4 and pair["overlap"]["n_common"] == pair["sequences"]
+    logs = json.loads((tmp_path / "out" / "analysis/tiny/acbench_logs.json").read_text())
+    # every step of every episode was logged under its own key (2 tasks x 2 episodes x up to 3 steps)
+    assert 8 <= logs["base"]["records"] <= 12
