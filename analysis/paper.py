@@ -210,23 +210,32 @@ def energy_lines(lines: list[str], *, n_lines: int = 1000, min_chars: int = 50) 
 
 def energies(model, tokenizer, texts: list[str], *, seq_len: int = 256, batch_size: int = 8) -> np.ndarray:
     """``E = -logsumexp(z)`` at every position of each text right-padded or cut to ``seq_len``
-    tokens: (len(texts), seq_len), nan at padding."""
+    tokens: (len(texts), seq_len), nan at padding.
+
+    Right padding under a causal mask does not change the logits of the real positions, so each
+    batch is padded only to its longest text (texts are batched in order of length)."""
     import torch
 
     dev = next(model.parameters()).device
     out = np.full((len(texts), seq_len), np.nan)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    for b in range(0, len(texts), batch_size):
-        enc = [tokenizer(t, add_special_tokens=False)["input_ids"][:seq_len] for t in texts[b:b + batch_size]]
-        ids = torch.full((len(enc), seq_len), pad, dtype=torch.long)
-        mask = torch.zeros((len(enc), seq_len), dtype=torch.long)
-        for i, e in enumerate(enc):
-            ids[i, :len(e)] = torch.tensor(e)
-            mask[i, :len(e)] = 1
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"][:seq_len] for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+    for b in range(0, len(order), batch_size):
+        rows = [i for i in order[b:b + batch_size] if encoded[i]]
+        if not rows:
+            continue
+        width = max(len(encoded[i]) for i in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):
+            ids[r, :len(encoded[i])] = torch.tensor(encoded[i])
+            mask[r, :len(encoded[i])] = 1
         with torch.no_grad():
             z = model(ids.to(dev), attention_mask=mask.to(dev)).logits.float()
             e = -torch.logsumexp(z, dim=-1).double().cpu().numpy()
-        out[b:b + len(enc)] = np.where(mask.numpy() == 1, e, np.nan)
+        for r, i in enumerate(rows):
+            out[i, :len(encoded[i])] = e[r, :len(encoded[i])]
     return out
 
 
