@@ -58,15 +58,9 @@ def _ints(value: str, name: str) -> list[int]:
 
 def run_paper(args: argparse.Namespace) -> int:
     from lm_eval_acbench.analysis.paper import CorpusUnavailable, run_paper as run
+    from lm_eval_acbench.commands.logits import resolve_model
 
-    model = Path(args.base)
-    if not model.is_dir():
-        from lm_eval_acbench.model_store import FetchError, fetch
-
-        try:
-            model = fetch(args.base)
-        except FetchError as exc:
-            raise UserError(str(exc)) from exc
+    model = resolve_model(args.base)
     if args.compressed:
         raise UserError("--paper takes one model (it makes the compressed variants itself)")
     try:

@@ -109,15 +109,21 @@ def log_corpus(model_dir, out: Path, *, corpus: str = "wikitext2", num_seqs: int
                        reference=reference)
 
 
-def run(args: argparse.Namespace) -> int:
-    model = Path(args.model)
-    if not model.is_dir():
-        from lm_eval_acbench.model_store import FetchError, fetch
+def resolve_model(name: str) -> Path:
+    """A local model folder, or a name `acbench model fetch` resolves (one-line error if not)."""
+    model = Path(name)
+    if model.is_dir():
+        return model
+    from lm_eval_acbench.model_store import FetchError, fetch
 
-        try:
-            model = fetch(args.model)
-        except FetchError as exc:
-            raise UserError(str(exc)) from exc
+    try:
+        return fetch(name)
+    except FetchError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    model = resolve_model(args.model)
     try:
         temps = [float(t) for t in str(args.temperatures).split(",") if t.strip()]
     except ValueError as exc:
