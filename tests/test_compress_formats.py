@@ -1,4 +1,4 @@
-"""Fast checks of the pieces behind the new recipes: NF4 fake quantization against the code
+"""Fast checks of the pieces behind the new recipes: the NF4 recipe against the code
 book, GPTQ with a kept sparsity mask against llmcompressor's own GPTQ, measuring checkpoints
 made elsewhere (compressed-tensors, AutoGPTQ-packed), and held-out perplexity on real text."""
 
@@ -8,9 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from helpers import shared_data_path
 
 from lm_eval_acbench.errors import UserError
@@ -20,39 +17,27 @@ WIKITEXT_TEST = "calibration/data/wikitext-2-raw/wiki.test.raw"
 
 # ---- NF4 -----------------------------------------------------------------------------------
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(-4, 4, allow_nan=False, width=32), min_size=64, max_size=64), st.integers(0, 63))
-def test_nf4_is_the_nearest_code_value_times_the_block_absmax(values, zero_at):
+def test_nf4_recipe_writes_code_book_values_and_measures_them(tiny_model_dir, tmp_path):
     import torch
+    from safetensors.torch import load_file
 
-    from lm_eval_acbench.compress.nf4 import NF4_CODE, nf4_fake_quantize
+    from lm_eval_acbench.analysis.fake_quant import NF4_CODE
+    from lm_eval_acbench.compress import compress_model, load_recipe
 
-    values[zero_at] = 0.0
-    weight = torch.tensor(values, dtype=torch.float32).reshape(2, 32)
-    got = nf4_fake_quantize(weight, 64).reshape(-1)
-    absmax = max(abs(v) for v in values)
-    for value, out in zip(values, got.tolist()):
-        if absmax == 0:
-            assert out == 0
-            continue
-        best = min(NF4_CODE, key=lambda c: abs(value / absmax - c))
-        # ties between two code values may go either way; the distance must be the least
-        assert abs(value / absmax - out / absmax) <= abs(value / absmax - best) + 1e-6
-        assert min(abs(out - c * absmax) for c in NF4_CODE) <= 1e-5 * max(1.0, absmax)
-    assert got[zero_at] == 0  # NF4 holds an exact zero: pruned weights stay pruned
-    assert len(set(got.tolist())) <= 16
-
-
-def test_nf4_code_book_is_bitsandbytes():
-    from lm_eval_acbench.compress.nf4 import NF4_CODE
-
-    assert len(NF4_CODE) == 16 and list(NF4_CODE) == sorted(NF4_CODE)
-    assert (NF4_CODE[0], NF4_CODE[7], NF4_CODE[-1]) == (-1.0, 0.0, 1.0)
-    with pytest.raises(ValueError, match="does not divide"):
-        from lm_eval_acbench.compress.nf4 import nf4_fake_quantize
-        import torch
-
-        nf4_fake_quantize(torch.ones(3, 7), 64)
+    recipe = load_recipe("nf4").model_dump(mode="json")
+    recipe["perplexity"] = {"windows": 1, "seq_len": 32}
+    out = compress_model(tiny_model_dir, recipe, tmp_path / "nf4", calibration="acbench-sample")
+    manifest = json.loads((out / "acbench_manifest.json").read_text())
+    assert manifest["measured"]["summary"]["fake_quant_bits_found"] == [4]
+    code = torch.tensor(NF4_CODE)
+    tensors = load_file(str(out / "model.safetensors"))
+    for name, layer in manifest["measured"]["layers"].items():
+        blocks = tensors[name + ".weight"].float().reshape(-1, 64)
+        absmax = blocks.abs().amax(-1, keepdim=True)
+        gap = (blocks.unsqueeze(-1) - code * absmax.unsqueeze(-1)).abs().amin(-1)
+        assert (gap <= 1e-6 * absmax.clamp(min=1)).all(), name
+        assert layer["max_distinct_per_block"] == max(len(set(b.tolist())) for b in blocks) <= 16
+    assert "lm_head.weight" not in manifest["measured"]["layers"]
 
 
 # ---- GPTQ with a kept sparsity mask ---------------------------------------------------------

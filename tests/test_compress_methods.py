@@ -107,7 +107,7 @@ def _check(folder: Path, *, bits=None, group=None, sparsity=None, nm=None, fp8=F
         if fp8:
             assert w.dtype == torch.float8_e4m3fn and layers[name]["weight_dtype"] == "float8_e4m3fn", name
         elif nf4_block:
-            from lm_eval_acbench.compress.nf4 import NF4_CODE
+            from lm_eval_acbench.analysis.fake_quant import NF4_CODE
 
             blocks = w.float().reshape(-1, nf4_block)
             absmax = blocks.abs().amax(-1, keepdim=True)
