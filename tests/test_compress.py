@@ -354,3 +354,20 @@ def test_sigterm_becomes_system_exit_while_compressing():
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert signal.getsignal(signal.SIGTERM) == previous
+
+
+def test_non_finite_perplexity_fails_the_run_with_one_line(tiny_model_dir, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "nan-model"
+    shutil.copytree(tiny_model_dir, broken)
+    tensors = load_file(str(broken / "model.safetensors"))
+    name = next(k for k in tensors if k.endswith("mlp.up_proj.weight"))
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    save_file(tensors, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(UserError, match="not finite"):
+        compress_model(broken, _recipe("rtn_w4a16"), tmp_path / "o", calibration="acbench-sample")
+    _no_leftovers(tmp_path, "o")
