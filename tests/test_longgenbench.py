@@ -159,9 +159,12 @@ def test_prompt_and_scoring_hooks():
     assert "Question_2:" in text and "Question_3:" not in text
     assert "Answer_i:" in doc["system"] and "The answer is (X)." in doc["system"]
     perfect = task.process_results(doc, [task.doc_to_target(doc)])
-    assert perfect["acc"] == perfect["score"] == perfect["acc_zip"] == 1.0
+    assert perfect["acc_label_aligned"] == perfect["score"] == 1.0
     half = task.process_results(doc, ["Answer_2: The answer is (C)."])
-    assert half["acc"] == 0.5 and half["answered_frac"] == 0.5 and half["acc_zip"] == 0.0
+    # label-aligned credits question 2; the reference rule reads no "Answer_<i>:\n" block at all
+    assert half["acc_label_aligned"] == 0.5 and half["answered_frac"] == 0.5 and half["score"] == 0.0
+    zipped = task.process_results(doc, ["Answer_2:\nThe answer is (C).\n\nAnswer_1:\n(B)"])
+    assert zipped["acc_label_aligned"] == 1.0 and zipped["score"] == 0.0  # position, not label
 
 
 def test_local_folder(tmp_path):
