@@ -88,6 +88,29 @@ def resolve_embedding_model(name: str | None = None) -> str:
     return _resolve(name)[0]
 
 
+def check_available(name: str | None = None) -> str | None:
+    """Fail before any model runs, with one line, when similarity scoring cannot work.
+
+    Checks that ``sentence-transformers`` is installed and resolves the model (which fails when
+    only the stand-in could serve and stand-ins are not allowed). Returns the model that will be
+    used; with fallbacks allowed (:func:`lm_eval_acbench.data.fallback_allowed`) a missing
+    library is a warning instead and ``None`` is returned: items then fail to score and are
+    counted (``scorer_error_rate``).
+    """
+    from lm_eval_acbench.data import fallback_allowed
+
+    try:
+        import sentence_transformers  # noqa: F401  (needed for scoring anyway)
+    except ImportError as exc:
+        message = (f"similarity scoring needs sentence-transformers, which cannot be imported ({exc}); "
+                   "pip install 'lm_eval_acbench[embeddings]'")
+        if not fallback_allowed():
+            raise EmbeddingModelUnavailable(message)
+        log.warning("%s (allow_fallback: items that need it are counted as scorer errors)", message)
+        return None
+    return resolve_embedding_model(name)
+
+
 def embed(texts: Sequence[str], model: str | None = None, batch_size: int = 64) -> np.ndarray:
     """Embed ``texts``: an array of shape ``(len(texts), dim)``, float32, rows of unit L2 norm.
 

@@ -52,6 +52,9 @@ DIMENSIONS: dict[str, list[tuple[str, str | None]]] = {
 META_KEYS = {"instruct": ("meta_data", "meta"), "plan": ("meta", "meta_data")}
 
 
+EMBEDDING_DIMENSIONS = ("plan", "reason")
+
+
 def _meta(item: dict, dimension: str) -> dict:
     for key in META_KEYS.get(dimension, ("meta_data", "meta")):
         if isinstance(item.get(key), dict):
@@ -152,6 +155,11 @@ def load_dimension(dimension: str, **metadata) -> dict:
         hub_id=HUB_ID,
         label=f"teval/{dimension}",
     )
+    if dimension in EMBEDDING_DIMENSIONS:
+        from lm_eval_acbench.embeddings import check_available
+
+        model = metadata.get("embedding_model")
+        check_available(model if isinstance(model, str) else None)
     return data.as_split(records, provenance=source)
 
 

@@ -118,6 +118,9 @@ def load_worfbench(subset: str = "wikihow", **metadata: Any) -> dict:
     if len(demos) < NUM_DEMOS or not scored:
         raise data.DataUnavailable(f"worfbench/{subset}: needs at least {NUM_DEMOS + 1} records")
     model = str(metadata.get("embedding_model") or "")
+    from lm_eval_acbench.embeddings import check_available
+
+    check_available(model or None)  # no silent zeros: fail now, before the model runs
     for record in records:
         record[MODEL_FIELD] = model
         record["subset"] = subset
