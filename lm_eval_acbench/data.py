@@ -64,6 +64,7 @@ SOURCE_FIELD = "acbench_data_source"
 PROVENANCE_ATTR = "acbench_provenance"
 SOURCES = ("auto", "local", "hub", "package", "sample")
 DROPPED_IDS_SHOWN = 5
+FILES_SHOWN = 20
 
 
 class DataUnavailable(UserError, RuntimeError):
@@ -82,6 +83,8 @@ class DataSource:
     dropped_ids: dict[str, list[str]] = field(default_factory=dict)  # reason -> first ids
     tried: list[str] = field(default_factory=list)  # earlier sources and why they were passed over
     prompt: str | None = None  # where a benchmark's own prompt files came from, when it has any
+    files: list[str] = field(default_factory=list)  # data files read (the first FILES_SHOWN)
+    files_read: int = 0
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.location}"
@@ -155,6 +158,14 @@ def sample_dir(benchmark: str) -> Path:
 # ----------------------------------------------------------------------------- dropped rows
 
 _current_drops: contextvars.ContextVar[dict | None] = contextvars.ContextVar("acbench_drops", default=None)
+_current_files: contextvars.ContextVar[list | None] = contextvars.ContextVar("acbench_files", default=None)
+
+
+def note_file(path: Path) -> None:
+    """Record a data file read during the current load (read_json / iter_jsonl do this)."""
+    files = _current_files.get()
+    if files is not None and str(path) not in files:
+        files.append(str(path))
 
 
 def drop(row_id: Any, reason: str) -> None:
@@ -198,13 +209,15 @@ class dropped_rows:
         return False
 
 
-def _collect(read: Callable[[], Any]) -> tuple[Any, dict[str, list[str]]]:
+def _collect(read: Callable[[], Any]) -> tuple[Any, dict[str, list[str]], list[str]]:
     drops: dict[str, list[str]] = {}
-    token = _current_drops.set(drops)
+    files: list[str] = []
+    token, files_token = _current_drops.set(drops), _current_files.set(files)
     try:
-        return read(), drops
+        return read(), drops, files
     finally:
         _current_drops.reset(token)
+        _current_files.reset(files_token)
 
 
 # ----------------------------------------------------------------------------- packages
@@ -262,8 +275,9 @@ def load_records(
     tried: list[str] = []
 
     def finish(read: Callable[[], Any], where: DataSource) -> tuple[list[dict], DataSource]:
-        result, drops = _collect(read)
+        result, drops, files = _collect(read)
         records, revision = result if isinstance(result, tuple) else (result, None)
+        where.files, where.files_read = files[:FILES_SHOWN], len(files)
         where.revision = where.revision or revision
         where.rows = len(records)
         where.dropped = {reason: len(ids) for reason, ids in drops.items()}
@@ -385,6 +399,7 @@ def read_table_files(files: list[Path]) -> list[dict]:
     """Rows of parquet / JSON-lines / JSON-list files, in file order."""
     rows: list[dict] = []
     for path in files:
+        note_file(path)
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
@@ -402,6 +417,7 @@ def read_table_files(files: list[Path]) -> list[dict]:
 
 def read_json(path: Path) -> Any:
     """Read a JSON file, with one clear error for a missing or broken file."""
+    note_file(path)
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -417,6 +433,7 @@ def iter_jsonl(path: Path, *, skip_broken: bool = True) -> Iterator[dict]:
     """Yield the JSON objects of a JSON-lines file; broken lines are counted (:func:`drop`)."""
     if not path.is_file():
         raise DataUnavailable(f"missing data file {path}")
+    note_file(path)
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             line = line.strip()

@@ -182,6 +182,7 @@ def test_longgenbench_from_its_own_repository_layout_and_prompts():
     shared_data_path("gsm8k", "grade_school_math", "data", "test.jsonl")
     mmlu, source = longgenbench.load_subset_with_source("mmlu", {"data_dir": str(root.parent)})
     assert source.kind == "local" and source.prompt.endswith("LongGenBench_prompt.json")
+    assert source.files_read == 57 and source.files[0].endswith("abstract_algebra_test.csv")
     assert len(mmlu) == 57 and {r["k"] for r in mmlu} == {20}
     first = mmlu[0]
     assert first["subject_key"] == "abstract_algebra" and first["first_label"] == 6
@@ -193,6 +194,7 @@ def test_longgenbench_from_its_own_repository_layout_and_prompts():
         assert first["golds"] == [cells[-1] for cells in list(csv.reader(handle))[:20]]
     gsm8k, source = longgenbench.load_subset_with_source("gsm8k", {"data_dir": str(root.parent)})
     assert [r["k"] for r in gsm8k[:1]] == [30] and gsm8k[-1]["k"] == 1319 - 43 * 30
+    assert source.files == [str(root.parent / "gsm8k" / "grade_school_math" / "data" / "test.jsonl")]
     assert gsm8k[0]["first_label"] == 9 and "\nFollowing Question: \nQuestion_9:\n" in gsm8k[0]["prompt"]
     perfect = longgenbench.process_results(gsm8k[0], [longgenbench.doc_to_target(gsm8k[0])])
     assert perfect == {"score": 1.0, "acc_label_aligned": 1.0, "answered_frac": 1.0}

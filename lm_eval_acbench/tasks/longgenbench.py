@@ -97,6 +97,7 @@ def _gsm8k_files(folder: Path) -> list[Path]:
 def _read_mmlu_csvs(test_dir: Path) -> list[dict]:
     rows = []
     for path in sorted(test_dir.glob("*_test.csv")):
+        data.note_file(path)
         subject = path.name[: -len("_test.csv")]
         with open(path, encoding="utf-8", newline="") as handle:
             for number, cells in enumerate(csv.reader(handle), 1):

@@ -146,6 +146,7 @@ def _read_txt_folder(folder: Path) -> list[dict]:
         files = sorted(p for p in (folder / "PaulGrahamEssays").glob("*.txt") if p.is_file())
     records = []
     for path in files:
+        data.note_file(path)
         text = path.read_text(encoding="utf-8", errors="replace")
         if text.strip():
             records.append({"text": text, "name": path.name})
