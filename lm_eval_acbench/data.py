@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from lm_eval_acbench import hub
+from lm_eval_acbench import hub, thinking
 from lm_eval_acbench.errors import UserError
 from lm_eval_acbench.paths import SAMPLES_DIR
 
@@ -267,10 +267,12 @@ def load_records(
     copy); it returns the records, or ``(records, revision)``. ``package`` is
     ``(distribution, folder inside it)``, read with ``from_package`` (default ``from_folder``).
     ``label`` names the load in messages (default: the benchmark). Records get
-    ``acbench_data_source``; rows dropped through :func:`drop` are counted in the result.
+    ``acbench_data_source`` and the ``strip_thinking`` setting
+    (:func:`lm_eval_acbench.thinking.tag`); rows dropped through :func:`drop` are counted in the result.
     """
     label = label or benchmark
     data_dir, source = data_settings(metadata)
+    strip = thinking.enabled(metadata)
     fallback_allowed(metadata)
     tried: list[str] = []
 
@@ -288,6 +290,7 @@ def load_records(
                         len(records) + sum(where.dropped.values()), where, _drop_summary(drops))
         for record in records:
             record[SOURCE_FIELD] = str(where)
+            record[thinking.FIELD] = strip
         return records, where
 
     def from_sample() -> tuple[list[dict], DataSource]:

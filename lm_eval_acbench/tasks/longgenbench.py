@@ -39,7 +39,7 @@ import logging
 import re
 from pathlib import Path
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, thinking
 from lm_eval_acbench.metrics import longgenbench as scoring
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,8 @@ def load_subset_with_source(subset: str, metadata: dict) -> tuple[list[dict], da
     folder = _prompt_folder(metadata, source)
     prompts = read_prompts(folder, subset) if folder is not None else None
     with data.dropped_rows(f"longgenbench/{subset}", source):
-        records = pack(subset, question_items(subset, rows, upstream=prompts is not None), k)
+        records = thinking.tag(pack(subset, question_items(subset, rows, upstream=prompts is not None), k),
+                               metadata)
     for record in records:
         if prompts is not None:
             record["system"], record["prompt"], record["first_label"] = upstream_prompt(record, prompts)
@@ -343,7 +344,7 @@ def doc_to_target(doc: dict) -> str:
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """LongGenBench's reference zip rule (``score``), label-aligned accuracy, answered share."""
-    response = results[0] if results else ""
+    response = thinking.answer(doc, results[0] if results else "")
     golds = [str(g) for g in data.doc_json(doc, "golds", [])]
     kind = "number" if doc["subset"] == "gsm8k" else "letter"
     aligned = scoring.align(response, golds, kind, first_label=int(doc.get("first_label") or 1))

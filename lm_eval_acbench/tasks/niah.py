@@ -40,7 +40,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, thinking
 from lm_eval_acbench.metrics import needle
 
 log = logging.getLogger(__name__)
@@ -384,7 +384,8 @@ def load_niah(**metadata):
     lengths, depths = grid_settings(metadata, tokenizer)
     text, source = haystack_source(metadata)
     shape = str(metadata.get("niah_prompt") or "acbench")
-    return data.as_split(build_grid(text, tokenizer, lengths, depths, str(source), shape), provenance=source)
+    records = thinking.tag(build_grid(text, tokenizer, lengths, depths, str(source), shape), metadata)
+    return data.as_split(records, provenance=source)
 
 
 def doc_to_text(doc: dict) -> str:
@@ -398,7 +399,7 @@ def doc_to_target(doc: dict) -> str:
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """Recall (also as ``score``), the reference whitespace recall, ROUGE-1 F, and the recall
     keyed by the cell's length and depth."""
-    response = results[0] if results else ""
+    response = thinking.answer(doc, results[0] if results else "")
     scores = needle.score_response(response)
     recall = scores["recall"]
     return {

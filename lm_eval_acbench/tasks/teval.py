@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, thinking
 from lm_eval_acbench.errors import UserError
 from lm_eval_acbench.metrics import teval_scores as ts
 from lm_eval_acbench.tasks.rendered import RenderedMessagesTask
@@ -274,7 +274,7 @@ class TEvalTask(RenderedMessagesTask):
         model = metadata.get("embedding_model") if isinstance(metadata.get("embedding_model"), str) else None
         needs_embeddings = doc["dimension"] == "plan" or doc["dimension"] == "reason"
         try:
-            scored = score_doc(doc, results[0] if results else "", model)
+            scored = score_doc(doc, thinking.answer(doc, results[0] if results else ""), model)
             failed = False
         except Exception as exc:  # a scorer failure changes the score: opt-in stand-in only
             if not data.fallback_allowed(metadata):
