@@ -220,6 +220,9 @@ def build_tables(runs: dict[str, Path], base: str):
                 if m not in metric_names:
                     metric_names.append(m)
         srcs = sorted({s for _, _, ds in loaded.values() for s in ds.get(task, set())})
+        if not srcs:  # a group: the sources of its subtasks
+            srcs = sorted({s for _, _, ds in loaded.values() for sub in subtasks_all.get(task, [])
+                           for s in ds.get(sub, set())})
         for rank, metric in enumerate(metric_names):
             row = {"capability": cap, "task": task, "is_group": task in groups, "metric": metric,
                    "primary": rank == 0, "data": data_label(srcs)}
