@@ -27,25 +27,10 @@ import weakref
 from functools import partial
 from typing import Any, Callable
 
-from lm_eval_acbench import chat
+from lm_eval_acbench import chat, run_args
 
 _PROBE = [{"role": "user", "content": "ping"}]
 _local: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
-# The value of --apply_chat_template for the evaluate() call in progress (True or a template
-# name); lm-eval passes tasks only bool(value). Set by episodes.patch_evaluator's wrapper.
-_run: dict[str, Any] = {"chat_template": None}
-
-
-def set_run_chat_template(value: Any) -> Any:
-    """Record this run's ``--apply_chat_template`` value; returns the previous one."""
-    previous, _run["chat_template"] = _run["chat_template"], value
-    return previous
-
-
-def template_name() -> str | None:
-    """The chat template named by ``--apply_chat_template NAME`` in this run, if any."""
-    value = _run["chat_template"]
-    return value if isinstance(value, str) and value.strip() else None
 
 
 def model_of(chat_template: Callable | None):
@@ -82,7 +67,7 @@ def template_kwargs(lm) -> dict:
     resolved = getattr(lm, "hf_chat_template", None)
     if isinstance(resolved, str) and resolved:
         kwargs["chat_template"] = resolved
-    name = template_name()
+    name = run_args.chat_template_name()
     if name and callable(getattr(lm, "chat_template", None)):
         selected = lm.chat_template(name)
         if isinstance(selected, str) and selected:

@@ -18,7 +18,9 @@ Cell construction, for target length ``L`` (prompt tokens before any chat templa
 
 Settings (``--metadata``): ``niah_context_lengths`` (list or comma string; default 1000, 2000,
 ... up to what the model supports), ``niah_depth_percents`` (default 0, 11, 22, ..., 100),
-``max_length`` (the model window; default from the model config), and the usual ``data_dir``
+``max_length`` (the model window; default from the model config; lengths beyond
+``max_length - max_gen_toks - 64`` are dropped, ``max_gen_toks`` from ``--gen_kwargs`` when
+given, else the YAML's 64), and the usual ``data_dir``
 / ``data_source``. Haystack: Paul Graham essays (local folder of ``.txt`` files, or HF
 ``baber/paul_graham_essays``), else our own generated filler text (``samples/niah/``).
 """
@@ -31,7 +33,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, run_args
 from lm_eval_acbench.metrics import needle
 
 log = logging.getLogger(__name__)
@@ -204,7 +206,8 @@ def _int_list(value: Any, what: str) -> list[int]:
 def grid_settings(metadata: dict, tokenizer) -> tuple[list[int], list[int]]:
     """The (lengths, depths) of this run, with lengths capped at what the model supports."""
     window = model_window(metadata, tokenizer)
-    cap = window - MAX_GEN_TOKS - CHAT_RESERVE if window else None
+    # --gen_kwargs max_gen_toks=N (what lm-eval will ask for) wins over the YAML's
+    cap = window - run_args.max_gen_toks(MAX_GEN_TOKS) - CHAT_RESERVE if window else None
     if metadata.get("niah_context_lengths") is not None:
         lengths = _int_list(metadata["niah_context_lengths"], "niah_context_lengths")
     else:
