@@ -11,9 +11,9 @@ It stands in for ``vllm serve`` / any OpenAI-compatible server, so that lm-eval'
   ``tool_choice`` other than ``"none"``, the reply is parsed the way vLLM's ``hermes`` tool
   parser does (``vllm serve --enable-auto-tool-choice --tool-call-parser hermes``, see
   :func:`hermes_tool_calls`): ``<tool_call>{json}</tool_call>`` blocks become ``tool_calls``.
-  ``scripted_replies`` (a list, consumed in order) stands in for the model's text on chat
-  requests, so a test can make a tiny random model "answer" with given tool calls; everything
-  after the model (parsing, client, scoring) is then exercised for real.
+  :attr:`OpenAIServer.reply` (``body -> text``, settable; None = generate) stands in for the
+  model's text on chat requests, so a test can make the tiny random model "answer" with given
+  tool calls; everything after the model (tool parsing, client, scoring) is then real.
 * Anything else answers 404 (lm-eval's ``local-completions`` first probes ``/tokenizer_info``
   and ``/tokenize`` for a remote tokenizer; a 404 makes it fall back to a local tokenizer).
 
@@ -39,12 +39,12 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 class OpenAIServer:
     def __init__(self, model_dir: str | Path, host: str = "127.0.0.1", port: int = 0,
-                 threads: int = 1, scripted_replies: list[str] | None = None) -> None:
+                 threads: int = 1, reply: Callable[[dict], str] | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -53,7 +53,7 @@ class OpenAIServer:
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32).eval()
         self.threads = threads  # torch threads while generating (kept small: tests share the CPU)
         self.requests: list[dict[str, Any]] = []
-        self.scripted_replies = list(scripted_replies or [])
+        self.reply = reply
         self._lock = threading.Lock()  # one generation at a time; guards self.requests too
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -158,8 +158,8 @@ class OpenAIServer:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
         max_tokens, stop = _limits(body)
-        if self.scripted_replies:
-            out, reason, n_out = self.scripted_replies.pop(0), "stop", 0
+        if self.reply is not None:
+            out, reason, n_out = self.reply(body), "stop", 0
         else:
             out, reason, n_out = self.generate(ids, max_tokens, stop)
         message: dict[str, Any] = {"role": "assistant", "content": out}
