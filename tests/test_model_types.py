@@ -295,3 +295,29 @@ def test_longbench_truncates_in_the_middle_to_leave_max_gen_toks(tiny_model_dir)
     assert any(before > 508 for before, _ in default)
     assert all(after <= 508 for _, after in default) and all(after <= 236 for _, after in asked)
     assert max(after for _, after in asked) == 236
+
+
+# ---- vllm: what can be checked without a GPU ------------------------------------------------
+def test_vllm_template_settings_reach_the_rendering(tasks, tiny_model_dir, tmp_path):
+    """lm-eval's VLLM renders with its resolved ``hf_chat_template`` and ``enable_thinking``
+    (vllm_causallms.py, apply_chat_template); our rendering passes the same. The attributes are
+    set on an HFLM here, as VLLM would hold them (vLLM itself cannot run on this CPU)."""
+    from lm_eval_acbench.prompting import template_kwargs
+
+    folder = model_copy(tiny_model_dir, tmp_path, FLAG_TEMPLATE)
+    lm = hf_model(folder)
+    lm.hf_chat_template, lm.enable_thinking = "VLLM:" + FLAG_TEMPLATE, False
+    assert template_kwargs(lm) == {"chat_template": "VLLM:" + FLAG_TEMPLATE, "enable_thinking": False}
+    task = tasks["acbench_teval_instruct"]
+    prompt = task.fewshot_context(first_doc(task), 0, apply_chat_template=True, chat_template=lm.apply_chat_template)
+    assert prompt.startswith("VLLM:")
+
+
+def test_episodes_refuse_vllm_data_parallel_instead_of_reloading_per_step(tiny_model_dir):
+    from lm_eval_acbench.episodes import _episode_aware
+
+    lm = hf_model(tiny_model_dir)
+    lm.data_parallel_size = 2  # lm-eval's VLLM attribute; >1 means new Ray workers per call
+    with _episode_aware(lm, apply_chat_template=False, system_instruction=None):
+        with pytest.raises(RuntimeError, match="data_parallel_size"):
+            lm.generate_until(episode_requests(1, max_steps=1))
