@@ -58,7 +58,8 @@ class ToolCallingChatCompletion(LocalChatCompletion):
         return JsonChatStr(json.dumps({TOOLS_KEY: True, "messages": messages, "tools": tools},
                                       ensure_ascii=False))
 
-    def _create_payload(self, messages, generate=False, gen_kwargs=None, seed=1234, eos=None, **kwargs) -> dict:
+    def _create_payload(self, messages, generate=False, gen_kwargs=None, seed=1234, eos=None,
+                        **kwargs) -> dict:
         # lm-eval's create_message has decoded the JsonChatStr: a tools prompt is a dict here
         tools = None
         if isinstance(messages, dict) and messages.get(TOOLS_KEY):

@@ -155,7 +155,8 @@ class OpenAIServer:
         if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
             raise ValueError("'tools' must be a list of tool objects")
         kwargs = {"tools": tools} if tools else {}
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                                  **kwargs)
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
         max_tokens, stop = _limits(body)
         if self.reply is not None:

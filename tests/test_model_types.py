@@ -57,7 +57,8 @@ def hf_model(folder, **kwargs):
 
 
 # ---- chat APIs: the message list -----------------------------------------------------------
-@pytest.mark.parametrize("name", ["acbench_teval_instruct", "acbench_teval_plan", "acbench_function_call_simple"])
+@pytest.mark.parametrize("name", ["acbench_teval_instruct", "acbench_teval_plan",
+                                  "acbench_function_call_simple"])
 def test_chat_apis_get_the_dialogue_as_a_message_list(tasks, name):
     from lm_eval.models.api_models import JsonChatStr
     from lm_eval.models.openai_completions import LocalChatCompletion
@@ -76,10 +77,12 @@ def test_chat_apis_get_the_dialogue_as_a_message_list(tasks, name):
     assert [m["role"] for m in sent].count("system") == 1  # the instruction joins the dialogue's own
     assert {m["role"] for m in sent} <= {"system", "user", "assistant"}
     for message in original:  # every turn arrives, function results as user turns
-        text = message["content"] if message["role"] not in ("function", "tool") else FUNCTION_PREFIX + message["content"]
+        is_result = message["role"] in ("function", "tool")
+        text = FUNCTION_PREFIX + message["content"] if is_result else message["content"]
         assert any(text.strip() in m["content"] for m in sent), message["role"]
     if name.startswith("acbench_function_call"):
-        assert "<tools>" in sent[0]["content"] and json.loads(doc["functions"])[0]["name"] in sent[0]["content"]
+        system = sent[0]["content"]
+        assert "<tools>" in system and json.loads(doc["functions"])[0]["name"] in system
     assert task.rendered(doc).mode == ("messages+system_tools" if "function_call" in name else "messages")
     payload = lm._create_payload(lm.create_message([prompt]), generate=True, gen_kwargs={"max_gen_toks": 4})
     assert payload["messages"] == sent  # lm-eval's own client accepts it (it asserted on text before)
@@ -97,7 +100,8 @@ def test_native_mode_needs_a_model_that_sends_tools(tasks):
     task = tasks["acbench_function_call_native_simple"]
     lm = LocalChatCompletion(model="m", base_url=CHAT_URL)
     with pytest.raises(ValueError, match="acbench-chat-completions"):
-        task.fewshot_context(first_doc(task), 0, apply_chat_template=True, chat_template=lm.apply_chat_template)
+        task.fewshot_context(first_doc(task), 0, apply_chat_template=True,
+                             chat_template=lm.apply_chat_template)
     with pytest.raises(ValueError, match="acbench-chat-completions"):
         task.fewshot_context(first_doc(task), 0)
 
@@ -119,7 +123,8 @@ def test_native_mode_sends_tools_with_api_safe_names(tasks):
     # a call to the API-safe name is scored as a call to the BFCL function
     gold = json.loads(doc["ground_truth"])[0]
     name, args = next(iter(gold.items()))
-    reply = [{"name": name.replace(".", "_"), "arguments": {k: v[0] for k, v in args.items() if v and v[0] != ""}}]
+    arguments = {k: v[0] for k, v in args.items() if v and v[0] != ""}
+    reply = [{"name": name.replace(".", "_"), "arguments": arguments}]
     assert task.process_results(doc, [json.dumps(reply)])["accuracy"] == 1.0
     assert task.process_results(doc, ["no call"])["accuracy"] == 0.0
 
@@ -128,7 +133,8 @@ def test_native_mode_sends_tools_with_api_safe_names(tasks):
 FLAG_TEMPLATE = (
     "{%- if tools %}[tools]{% for t in tools %}{{ t.function.name }};{% endfor %}{% endif %}"
     "{%- for m in messages %}[{{ m.role }}] {{ m.content }}\n{%- endfor %}"
-    "{%- if flag is defined %}[flag={{ flag }}]{% endif %}{%- if add_generation_prompt %}[assistant]{% endif %}"
+    "{%- if flag is defined %}[flag={{ flag }}]{% endif %}"
+    "{%- if add_generation_prompt %}[assistant]{% endif %}"
 )
 
 
@@ -211,7 +217,8 @@ def test_unparseable_arguments_stay_text_and_score_zero_with_a_reason():
 def test_test_server_parses_tool_calls_like_vllm_hermes(calls, prefix):
     from openai_server import hermes_tool_calls
 
-    blocks = "".join(f"<tool_call>\n{json.dumps({'name': n, 'arguments': a})}\n</tool_call>" for n, a in calls)
+    blocks = "".join(f"<tool_call>\n{json.dumps({'name': n, 'arguments': a})}\n</tool_call>"
+                     for n, a in calls)
     parsed, content = hermes_tool_calls(prefix + blocks)
     assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in parsed] == calls
     assert content == (prefix or None)
@@ -309,7 +316,8 @@ def test_vllm_template_settings_reach_the_rendering(tasks, tiny_model_dir, tmp_p
     lm.hf_chat_template, lm.enable_thinking = "VLLM:" + FLAG_TEMPLATE, False
     assert template_kwargs(lm) == {"chat_template": "VLLM:" + FLAG_TEMPLATE, "enable_thinking": False}
     task = tasks["acbench_teval_instruct"]
-    prompt = task.fewshot_context(first_doc(task), 0, apply_chat_template=True, chat_template=lm.apply_chat_template)
+    prompt = task.fewshot_context(first_doc(task), 0, apply_chat_template=True,
+                                  chat_template=lm.apply_chat_template)
     assert prompt.startswith("VLLM:")
 
 

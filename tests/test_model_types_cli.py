@@ -17,35 +17,12 @@ import sys
 
 import pytest
 
-from helpers import run_lm_eval
+from helpers import run_lm_eval, served_env
 
 CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 MESSAGE_LIST_GROUPS = ["acbench_teval", "acbench_function_call"]
 ONE_PER_CAPABILITY = ["acbench_workflow_wikihow", "acbench_longbench_qasper", "acbench_realworld_tool_query"]
 MAX_LENGTH, MAX_GEN_TOKS = 700, 8
-
-
-def _env() -> dict:
-    no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
-    return {"OPENAI_API_KEY": "dummy", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "NO_PROXY": no_proxy, "no_proxy": no_proxy}
-
-
-@pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    from openai_server import OpenAIServer
-
-    srv = OpenAIServer(tiny_model_dir).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def served(server):
-    server.clear()
-    server.reply = None
-    yield server
-    server.reply = None
 
 
 def run(tmp_path, model: str, model_args: str, tasks: list[str], limit: int = 1) -> dict:
@@ -57,7 +34,7 @@ def run(tmp_path, model: str, model_args: str, tasks: list[str], limit: int = 1)
                         # cut long function-calling prompts from the left
                         "--metadata", json.dumps({"data_source": "sample", "max_steps": 2,
                                                   "max_length": MAX_LENGTH})],
-                       tmp_path, timeout=900, env=_env())
+                       tmp_path, timeout=900, env=served_env())
 
 
 def leaf_tasks(out) -> dict[str, list[dict]]:
@@ -71,7 +48,8 @@ def logged_prompt(sample) -> str:
 
 def check_common(out, message_list_modes: set[str]) -> None:
     samples = leaf_tasks(out)
-    expected = ({f"acbench_teval_{d}" for d in ("instruct", "plan", "reason", "retrieve", "understand", "review")}
+    dimensions = ("instruct", "plan", "reason", "retrieve", "understand", "review")
+    expected = ({f"acbench_teval_{d}" for d in dimensions}
                 | {t for t in samples if t.startswith("acbench_function_call_")} | set(ONE_PER_CAPABILITY))
     assert len([t for t in samples if t.startswith("acbench_function_call_")]) == 10
     assert expected <= set(out["results"]["results"]) and expected <= set(samples)
@@ -87,7 +65,8 @@ def check_common(out, message_list_modes: set[str]) -> None:
 
 
 @pytest.mark.slow
-def test_chat_and_completions_apis_run_every_message_list_task_on_the_same_items(tmp_path, served, tiny_model_dir):
+def test_chat_and_completions_apis_run_every_message_list_task_on_the_same_items(tmp_path, served,
+                                                                                 tiny_model_dir):
     tasks = MESSAGE_LIST_GROUPS + ONE_PER_CAPABILITY
     chat = run(tmp_path / "chat", "local-chat-completions",
                f"model=tiny,base_url={served.url(CHAT)},tokenizer={tiny_model_dir}", tasks)
@@ -112,7 +91,8 @@ def test_chat_and_completions_apis_run_every_message_list_task_on_the_same_items
             assert '"type": "function"' in logged_prompt(sample) and logged_prompt(sample) in sent
 
     def items(out):
-        return {name: [s["doc"].get("id", s["doc_id"]) for s in rows] for name, rows in leaf_tasks(out).items()}
+        return {name: [s["doc"].get("id", s["doc_id"]) for s in rows]
+                for name, rows in leaf_tasks(out).items()}
 
     assert items(chat) == items(completions)  # the same items are scored under both model types
 
@@ -166,7 +146,7 @@ def test_native_mode_under_a_plain_chat_client_fails_with_one_clear_line(tmp_pat
            f"model=tiny,base_url={served.url(CHAT)}", "--tasks", "acbench_function_call_native_simple",
            "--limit", "1", "--apply_chat_template", "--metadata", json.dumps({"data_source": "sample"})]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **_env()})
+                          env={**os.environ, **served_env()})
     assert done.returncode != 0
     assert "needs --model acbench-chat-completions" in done.stderr
     assert not served.received()  # refused before any request

@@ -14,11 +14,10 @@ completions) is what one batched model call per loop step over the live episodes
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from helpers import run_lm_eval
+from helpers import run_lm_eval, served_env
 
 TASK = "acbench_realworld_tool_query"
 MAX_STEPS = 3
@@ -27,29 +26,11 @@ CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    from openai_server import OpenAIServer
-
-    srv = OpenAIServer(tiny_model_dir).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def served(server):
-    server.clear()
-    return server
-
-
 def run_served(tmp_path, model: str, model_args: str, *extra: str) -> dict:
-    no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
-    env = {"OPENAI_API_KEY": "dummy", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "NO_PROXY": no_proxy, "no_proxy": no_proxy}
     return run_lm_eval(["--model", model, "--model_args", model_args, "--tasks", TASK, "--limit", "2",
                         "--gen_kwargs", f"max_gen_toks={MAX_GEN_TOKS}",
                         "--metadata", json.dumps({"max_steps": MAX_STEPS}), *extra],
-                       tmp_path, timeout=600, env=env)
+                       tmp_path, timeout=600, env=served_env())
 
 
 def logged_transcripts(out) -> list[dict]:
