@@ -41,12 +41,18 @@ def model_of(chat_template: Callable | None):
 
 
 def renders_locally(lm, chat_template: Callable) -> bool:
-    """Whether the model's ``apply_chat_template`` returns prompt text (checked once per model)."""
+    """Whether the model's ``apply_chat_template`` returns prompt text (checked once per model).
+
+    Such a model's tokenizer renders here (``chat.render_messages``), which also covers a
+    tokenizer without a chat template (the plain format) instead of failing."""
     try:
         return _local[lm]
     except (KeyError, TypeError):
         pass
-    local = isinstance(chat_template(_PROBE), str) and chat.has_chat_template(getattr(lm, "tokenizer", None))
+    try:
+        local = isinstance(chat_template(_PROBE), str)
+    except Exception:  # a local tokenizer without a chat template fails on any message list
+        local = getattr(lm, "tokenizer", None) is not None
     try:
         _local[lm] = local
     except TypeError:  # not weak-referenceable: probe again next time

@@ -152,6 +152,14 @@ def test_local_models_render_tools_and_chat_template_args(tasks, tiny_model_dir,
     assert "[flag=on]" not in plain
 
 
+def test_a_local_model_without_a_chat_template_gets_the_plain_format(tasks, tiny_model_dir, tmp_path):
+    lm = hf_model(model_copy(tiny_model_dir, tmp_path, None))
+    task = tasks["acbench_function_call_simple"]
+    doc = first_doc(task)
+    prompt = task.fewshot_context(doc, 0, apply_chat_template=True, chat_template=lm.apply_chat_template)
+    assert task.rendered(doc).mode == "plain+system_tools" and prompt.endswith("Assistant:")
+
+
 def test_a_named_chat_template_is_used(tasks, tiny_model_dir, tmp_path):
     folder = model_copy(tiny_model_dir, tmp_path, {"default": FLAG_TEMPLATE, "alt": "ALT:" + FLAG_TEMPLATE})
     lm = hf_model(folder)
