@@ -38,6 +38,15 @@ META = "meta.json"
 SHARD_GLOB = "part-*.parquet"
 
 
+class BadLog(ValueError):
+    """A logit log that cannot be read (corrupt ``meta.json``, truncated or foreign shard);
+    the message is one line naming the file."""
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+
+
 def prompt_hash(input_ids) -> str:
     return hashlib.sha1(np.asarray(input_ids, dtype="<i4").tobytes()).hexdigest()
 
@@ -66,7 +75,7 @@ def write_meta(folder: Path, meta: dict) -> None:
     path = folder / META
     meta = {"format": FORMAT, **meta}
     if path.exists():
-        old = json.loads(path.read_text())
+        old = read_meta(folder)
         for field in ("model", "tokenizer_hash", "top_k", "temperatures"):
             if field in old and field in meta and old[field] != meta[field]:
                 raise ValueError(
@@ -82,7 +91,35 @@ def read_meta(folder: Path) -> dict:
     path = Path(folder) / META
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a logit log (no {META})")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadLog(f"{path}: not readable JSON ({_reason(exc)})") from None
+    if not isinstance(meta, dict):
+        raise BadLog(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    top_k, temps = meta.get("top_k"), meta.get("temperatures")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise BadLog(f"{path}: top_k must be a positive integer, not {top_k!r}")
+    if (not isinstance(temps, list) or not temps
+            or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in temps)):
+        raise BadLog(f"{path}: temperatures must be a non-empty list of positive numbers, not {temps!r}")
+    return meta
+
+
+def _read_table(path: Path, columns: list[str] | None = None):
+    """One shard as a pyarrow Table; a BadLog naming the file when it is not a complete shard."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        reason = _reason(exc).replace(f" '{path}'", "")
+        raise BadLog(f"{path}: not a readable Parquet shard ({reason})") from None
+    missing = sorted(set(columns or _schema().names) - set(table.column_names))
+    if missing:
+        raise BadLog(f"{path}: not a logit-log shard (missing columns {', '.join(missing)})")
+    return table
 
 
 class LogWriter:
@@ -143,11 +180,10 @@ def shards(folder: Path) -> list[Path]:
 def read_index(folder: Path):
     """One row per logged record: key, prompt_hash, task, n_positions, shard, row (pandas)."""
     import pandas as pd
-    import pyarrow.parquet as pq
 
     frames = []
     for shard in shards(folder):
-        t = pq.read_table(shard, columns=["key", "prompt_hash", "task", "positions"])
+        t = _read_table(shard, columns=["key", "prompt_hash", "task", "positions"])
         df = pd.DataFrame({
             "key": t.column("key").to_pylist(),
             "prompt_hash": t.column("prompt_hash").to_pylist(),
@@ -171,9 +207,14 @@ def _list_column(table, name: str, dtype) -> tuple[np.ndarray, np.ndarray]:
 
 def load_shard(path: Path, n_temperatures: int, top_k: int) -> list[dict]:
     """Decode one shard into per-record dicts of numpy arrays (shapes restored)."""
-    import pyarrow.parquet as pq
+    t = _read_table(path)
+    try:
+        return _decode(t, n_temperatures, top_k)
+    except (ValueError, TypeError) as exc:  # list lengths that do not fit the meta's shapes
+        raise BadLog(f"{path}: records do not match the log's top_k/temperatures ({_reason(exc)})") from None
 
-    t = pq.read_table(path)
+
+def _decode(t, n_temperatures: int, top_k: int) -> list[dict]:
     keys = t.column("key").to_pylist()
     hashes = t.column("prompt_hash").to_pylist()
     tasks = t.column("task").to_pylist()

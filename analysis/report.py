@@ -42,9 +42,12 @@ def load_results(folder: Path) -> tuple[dict, dict, list[str]]:
         return results, subtasks, [f"{folder}: no results_*.json"]
     for path in files:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
             notes.append(f"{path.name}: unreadable ({type(exc).__name__})")
+            continue
+        if not _is_results_file(data):
+            notes.append(f"{path.name}: unreadable (not an lm-eval results file)")
             continue
         for task, metrics in (data.get("results") or {}).items():
             results[task] = metrics
@@ -52,6 +55,67 @@ def load_results(folder: Path) -> tuple[dict, dict, list[str]]:
             results.setdefault(task, metrics)
         subtasks.update(data.get("group_subtasks") or {})
     return results, subtasks, notes
+
+
+def _is_results_file(data) -> bool:
+    """lm-eval's shape: ``results``/``groups`` map task -> metrics mapping; subtasks -> lists."""
+    if not isinstance(data, dict):
+        return False
+    for key in ("results", "groups"):
+        section = data.get(key) or {}
+        if not isinstance(section, dict) or not all(isinstance(m, dict) for m in section.values()):
+            return False
+    subtasks = data.get("group_subtasks") or {}
+    return isinstance(subtasks, dict) and all(isinstance(v, list) for v in subtasks.values())
+
+
+def read_analysis_summary(path: Path) -> dict:
+    """``summary.json`` of ``acbench analyze``, checked for every field the report reads; a
+    ValueError naming the file otherwise."""
+    try:
+        summary = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not readable JSON ({type(exc).__name__}: {exc})") from None
+    problem = _summary_problem(summary)
+    if problem:
+        raise ValueError(f"{path}: not an acbench analyze summary ({problem})")
+    return summary
+
+
+def _summary_problem(summary) -> str | None:
+    if not isinstance(summary, dict):
+        return f"expected a JSON object, got {type(summary).__name__}"
+    for key in ("base", "settings", "pairs", "erank_per_model", "energy_files"):
+        if not isinstance(summary.get(key, {}), dict):
+            return f"{key} is not an object"
+    for label, pair in summary.get("pairs", {}).items():
+        if not isinstance(pair, dict):
+            return f"pairs.{label} is not an object"
+        for key, fields in (("erank", ("erank_compressed", "diff_erank")),
+                            ("energy", ("mean_shift", "wasserstein1", "ks"))):
+            if not isinstance(pair.get(key), dict) or any(f not in pair[key] for f in fields):
+                return f"pairs.{label}.{key} lacks {', '.join(fields)}"
+        if "sequences" not in pair or "positions" not in pair:
+            return f"pairs.{label} lacks sequences/positions"
+        corr = pair.get("rank_correlation")
+        fields = ("tau_mean_over_positions", "rho_mean_over_positions", "not_covered_share")
+        if not isinstance(corr, dict) or not all(
+                isinstance(rc, dict) and all(f in rc for f in fields) for rc in corr.values()):
+            return f"pairs.{label}.rank_correlation entries lack {', '.join(fields)}"
+        if not isinstance(pair.get("overlap", {}), dict):
+            return f"pairs.{label}.overlap is not an object"
+    for label, name in summary.get("energy_files", {}).items():
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            return f"energy_files.{label} is not a file name in the analysis folder"
+    return None
+
+
+def _read_analysis_file(path: Path, read):
+    try:
+        return read(path)
+    except Exception as exc:  # pandas / numpy raise many types on a damaged file
+        raise ValueError(f"{path}: unreadable ({type(exc).__name__}: "
+                         f"{(str(exc).strip().splitlines() or [''])[0]})") from None
 
 
 def metric_values(metrics: dict) -> dict[str, float]:
@@ -72,7 +136,7 @@ def data_sources(folder: Path) -> dict[str, set[str]]:
     for path in _run_files(folder, "samples_*.jsonl"):
         task = path.name[len("samples_"):].rsplit("_", 1)[0]
         found = sources.setdefault(task, set())
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 if '"acbench_data_source"' not in line:
                     continue
@@ -427,7 +491,7 @@ def write_report(runs: dict, out: Path, *, base: str | None = None, analysis_dir
         if not summary_path.is_file():
             notes.append(f"analysis folder {analysis_dir} has no summary.json; logit analysis left out")
         else:
-            summary = json.loads(summary_path.read_text())
+            summary = read_analysis_summary(summary_path)
             table = analysis_table(summary)
             table.to_csv(out / "analysis.csv", index=False)
             base_label = summary.get("base", {}).get("label", "base")
@@ -441,11 +505,13 @@ def write_report(runs: dict, out: Path, *, base: str | None = None, analysis_dir
             images = [plot_erank(summary, out / "analysis_erank.png")]
             per_pos = analysis_dir / "per_position.csv"
             if per_pos.is_file():
-                images.append(plot_rank_correlation(pd.read_csv(per_pos), out / "analysis_rankcorr.png"))
+                images.append(_read_analysis_file(per_pos, lambda csv: plot_rank_correlation(
+                    pd.read_csv(csv), out / "analysis_rankcorr.png")))
             for label, name in summary.get("energy_files", {}).items():
                 if (analysis_dir / name).is_file():
-                    images.append(plot_energy(analysis_dir / name, label, base_label,
-                                              out / f"analysis_energy_{_safe(label)}.png"))
+                    images.append(_read_analysis_file(
+                        analysis_dir / name,
+                        lambda npz: plot_energy(npz, label, base_label, out / f"analysis_energy_{_safe(label)}.png")))
             for label, pair in summary.get("pairs", {}).items():
                 ov = pair.get("overlap", {})
                 if ov.get("n_only_base") or ov.get("n_only_compressed"):

@@ -32,6 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lm_eval_acbench.analysis import analyze_runs
     from lm_eval_acbench.analysis.analyze import RunMismatch
+    from lm_eval_acbench.analysis.logio import BadLog
 
     base_label, base = _labelled(args.base)
     compressed = dict(_labelled(s) for s in args.compressed)
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         out = analyze_runs(base, compressed, Path(args.out), ks=ks, max_n=args.max_n,
                            temperature=args.temperature, allow_partial=args.allow_partial,
                            base_label=base_label)
-    except (RunMismatch, FileNotFoundError) as exc:
+    except (RunMismatch, BadLog, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
     _print_summary(out)
     return 0
