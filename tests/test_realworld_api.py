@@ -113,8 +113,9 @@ def test_local_completions_with_chat_template_batched_token_ids(tmp_path, served
     assert all(isinstance(p, list) and all(isinstance(t, int) for t in p)
                for call in calls for p in call["body"]["prompt"])
 
-    def sent_prompt(step, call, text):  # the chat-templated text, tokenized by lm-eval
-        return step["prompt"] == text and text.startswith("<|im_start|>system\n")
+    def sent_prompt(step, call, text):  # the chat-templated text, tokenized by lm-eval; the tiny
+        # template takes tools, so the environment's tool schemas are rendered too (as for hf)
+        return step["prompt"] == text and text.startswith("<|im_start|>system") and "<tools>" in text
 
     check_against_server(transcripts, calls, batch_size=2, sent_prompt=sent_prompt)
 
