@@ -26,6 +26,7 @@ OFF_SWITCH = "ACBENCH_DISABLE_HOOK"
 # name -> "module:attribute", resolved lazily by lm-eval's registry.
 MODEL_TYPES = {
     "acbench-hf": "lm_eval_acbench.models:LogitLoggingHFLM",
+    "acbench-chat-completions": "lm_eval_acbench.tool_chat:ToolCallingChatCompletion",
 }
 
 _TASK_MANAGER_MODULE = "lm_eval.tasks.manager"

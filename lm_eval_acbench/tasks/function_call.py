@@ -27,11 +27,11 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from lm_eval_acbench import data, thinking
 from lm_eval_acbench.metrics import bfcl_ast
-from lm_eval_acbench.metrics.bfcl_decode import decode_reference
+from lm_eval_acbench.metrics.bfcl_decode import ReferenceDecode, decode_reference
 from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
 from lm_eval_acbench.tasks.rendered import RenderedMessagesTask
 
@@ -123,9 +123,14 @@ for _category in CATEGORIES:
     globals()[f"load_{_category}"] = partial(load_category, _category)
 
 
-def score_output(output: str, functions: list[dict], ground_truth: list[dict], category: str) -> dict:
-    """Per-item metrics and verdict of one completion (see the module docstring)."""
-    decoded = decode_reference(output)
+def score_output(output: str, functions: list[dict], ground_truth: list[dict], category: str,
+                 reference_decoder: Callable[[Any], ReferenceDecode] = decode_reference) -> dict:
+    """Per-item metrics and verdict of one completion (see the module docstring).
+
+    ``reference_decoder`` is BFCL's decoder for the mode: the prompting decoder by default, the
+    tool-call decoder in native function calling (:mod:`lm_eval_acbench.tasks.function_call_native`).
+    """
+    decoded = reference_decoder(output)
     reference = bfcl_ast.check_item(functions, decoded.calls, ground_truth, category, bfcl_ast.REFERENCE)
     parsed = parse_tool_calls(output)
     fixed = bfcl_ast.check_item(functions, parsed.calls, ground_truth, category, bfcl_ast.FIXED)
@@ -163,6 +168,8 @@ def _jsonable(value: Any) -> Any:
 class FunctionCallTask(RenderedMessagesTask):
     """A generate_until task whose prompt is the item's messages + tools, rendered per sample."""
 
+    reference_decoder = staticmethod(decode_reference)
+
     def tools(self, doc: dict) -> list:
         return data.doc_json(doc, "functions", [])
 
@@ -173,6 +180,7 @@ class FunctionCallTask(RenderedMessagesTask):
             data.doc_json(doc, "functions", []),
             data.doc_json(doc, "ground_truth", []),
             doc.get("category", ""),
+            self.reference_decoder,
         )
         # The samples log holds the doc object: the verdict and the render mode travel with it.
         doc["acbench_verdict"] = scored.pop("verdict")

@@ -11,7 +11,9 @@ What acbench changes, and why:
   (first and last halves kept, in the evaluated model's tokens) when the documents are built,
   so lm-eval's HF and vLLM models, which would cut from the left, never need to. Budget:
   ``longbench_max_length`` from ``--metadata`` when given (the original's per-model
-  ``model2maxlen``), else ``window - max_gen_toks - 64`` (64 tokens left for a chat template).
+  ``model2maxlen``), else ``window - max_gen_toks - 64`` (64 tokens left for a chat template);
+  ``max_gen_toks`` is ``--gen_kwargs max_gen_toks=N`` when given (it replaces the data set's
+  own number in the requests too), else the data set's.
 * **Scoring** in :mod:`lm_eval_acbench.metrics.longcontext_longbench` (pure functions; lm-eval's
   scorer module needs jieba, fuzzywuzzy and rouge). The first-line rule for trec, triviaqa,
   samsum and lsht is applied to a free generation (lm-eval stops at the first newline instead,
@@ -26,7 +28,7 @@ import functools
 import logging
 from pathlib import Path
 
-from lm_eval_acbench import data, thinking
+from lm_eval_acbench import data, run_args, thinking
 from lm_eval_acbench.metrics import longcontext_longbench as scoring
 from lm_eval_acbench.tasks import niah
 
@@ -165,6 +167,7 @@ def load(**kwargs):
     """``custom_dataset`` hook; the YAML's ``dataset_kwargs`` give ``longbench_dataset``."""
     dataset = kwargs.pop("longbench_dataset")
     metric, max_gen_toks = DATASETS[dataset]
+    max_gen_toks = run_args.max_gen_toks(max_gen_toks)  # --gen_kwargs max_gen_toks=N wins, as in lm-eval
     rows, source = data.load_records(
         BENCHMARK,
         kwargs,

