@@ -202,7 +202,11 @@ def score_responses(resps: list, docs: list[dict]) -> list[dict]:
         return []
     model = next((str(d.get(MODEL_FIELD)) for d in docs if d.get(MODEL_FIELD)), None)
     encode, resolved = cached_encoder(model)
-    results = score_batch([_response_text(r) for r in resps], [doc_to_target(d) for d in docs], encode)
+    from lm_eval_acbench.embeddings import cosine_matrix
+
+    results = score_batch(
+        [_response_text(r) for r in resps], [doc_to_target(d) for d in docs], encode, cosine=cosine_matrix
+    )
     for result in results:
         result["embedding_model"] = resolved
     return results
