@@ -114,7 +114,8 @@ def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     left = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     right = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))
     if left.ndim != 2 or right.ndim != 2 or left.shape[0] == 0 or right.shape[0] == 0:
-        return np.zeros((left.shape[0] if left.ndim == 2 else 0, right.shape[0] if right.ndim == 2 else 0), np.float32)
+        rows = left.shape[0] if left.ndim == 2 else 0
+        return np.zeros((rows, right.shape[0] if right.ndim == 2 else 0), np.float32)
     left = torch.nn.functional.normalize(left, p=2, dim=1)
     right = torch.nn.functional.normalize(right, p=2, dim=1)
     return torch.mm(left, right.transpose(0, 1)).numpy()

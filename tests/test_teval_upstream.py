@@ -80,5 +80,6 @@ def test_reference_plan_score_matches_upstream(name):
 
 def test_fixed_plan_score_counts_no_unmatched_action():
     assert ours(*PLAN_CASES["nothing matches"], scorer=ts.plan_scores_fixed, reference=False)["f1"] == 0
-    repeated = ours(*PLAN_CASES["gold itself with a repeated action"], scorer=ts.plan_scores_fixed, reference=False)
+    case = PLAN_CASES["gold itself with a repeated action"]
+    repeated = ours(*case, scorer=ts.plan_scores_fixed, reference=False)
     assert repeated["f1"] == 1.0

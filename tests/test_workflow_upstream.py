@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from helpers import shared_data_path
 
 from lm_eval_acbench.metrics import workflow as W
@@ -67,7 +70,10 @@ HAND_CASES = {
     "gold itself": (chain(TOILET), chain(TOILET)),
     "prediction repeats a step": (chain(TOILET[:2] + TOILET[1:]), chain(TOILET)),
     "prediction says the repeated step once": (chain(TOILET[:4] + TOILET[5:]), chain(TOILET)),
-    "repeated step in a shorter gold": (chain(["open door", "walk", "open door"]), chain(["open door", "walk", "open door"])),
+    "repeated step in a shorter gold": (
+        chain(["open door", "walk", "open door"]),
+        chain(["open door", "walk", "open door"]),
+    ),
 }
 
 
@@ -105,3 +111,37 @@ def test_quirk_free_metrics_keep_repeated_texts_distinct():
     pred, gold_graph = W.parse_lenient(gold), W.parse_lenient(gold)
     assert W.fixed_node_scores(pred, gold_graph, exact)["f1"] == 1.0
     assert W.fixed_graph_scores(pred, gold_graph, exact)["f1"] == 1.0
+
+
+def _networkx_matching(weights, threshold):
+    """The reference's construction, spelled out: edges (i, str(j)) above the threshold."""
+    import networkx as nx
+
+    graph = nx.Graph()
+    for i in range(weights.shape[0]):
+        for j in range(weights.shape[1]):
+            if weights[i, j] > threshold:
+                graph.add_edge(i, str(j), weight=weights[i, j])
+    mapping = [-1] * weights.shape[0]
+    for a, b in nx.max_weight_matching(graph):
+        i, j = (a, b) if isinstance(a, int) else (b, a)
+        mapping[i] = int(j)
+    return mapping
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 7).flatmap(
+        lambda n: st.integers(1, 7).flatmap(
+            lambda m: st.lists(
+                st.sampled_from([0.0, 0.61, 0.7, 0.8, 0.9, 1.0]) | st.floats(0, 1),
+                min_size=n * m,
+                max_size=n * m,
+            ).map(lambda v: np.array(v, dtype=np.float64).reshape(n, m))
+        )
+    )
+)
+def test_reference_matching_is_networkx_matching(weights):
+    from lm_eval_acbench.metrics.matching import reference_matching
+
+    assert reference_matching(weights, 0.6) == _networkx_matching(weights, 0.6)

@@ -31,15 +31,29 @@ def reference_matching(weights: np.ndarray, threshold: float) -> list[int]:
 
     Graph: edges ``(i, str(j))`` with weight ``weights[i, j]`` for each ``weights[i, j] >
     threshold``, added for i = 0.. and, within i, j = 0..; result: ``networkx.max_weight_matching``
-    of that graph. An empty or non-2-D matrix matches nothing.
+    of that graph. An empty or non-2-D matrix matches nothing. When all candidate weights differ
+    the optimum is unique and ``scipy.optimize.linear_sum_assignment`` finds the same one faster.
     """
     sim = np.asarray(weights, dtype=np.float64)
     if sim.ndim != 2:
         return []
     n_pred, n_gold = sim.shape
     mapping = [-1] * n_pred
-    rows, cols = np.nonzero(sim > threshold)  # row-major, like the reference's nested loops
+    candidate = sim > threshold
+    rows, cols = np.nonzero(candidate)  # row-major, like the reference's nested loops
     if rows.size == 0:
+        return mapping
+    weights = sim[candidate]
+    if np.unique(weights).size == weights.size:
+        # No two candidate weights are equal, so no two matchings tie (barring an exact coincidence
+        # of sums): the maximum-weight matching is unique and any exact solver returns networkx's.
+        # The assignment solver is ~10x faster than networkx's pure-Python blossom algorithm.
+        from scipy.optimize import linear_sum_assignment
+
+        padded = np.where(candidate, sim, 0.0)
+        for r, c in zip(*linear_sum_assignment(padded, maximize=True)):
+            if candidate[r, c]:
+                mapping[int(r)] = int(c)
         return mapping
     import networkx as nx
 

@@ -16,7 +16,8 @@ Two families of scores are computed from the same similarity matrices:
   each gold order: similarity = cosine clipped at 0; pairs with similarity > 0.6 are candidates;
   maximum-weight bipartite matching computed as the reference does (networkx's
   ``max_weight_matching`` on the same graph, :func:`~lm_eval_acbench.metrics.matching.reference_matching`),
-  so that repeated node texts, whose similarities tie, pair up as they do there; ``correct`` = length of the longest strictly increasing
+  so that repeated node texts, whose similarities tie, pair up as they do there;
+  ``correct`` = length of the longest strictly increasing
   subsequence of matched gold positions in prediction order, where the dynamic programme starts
   every position at 1 (so ``correct >= 1`` even when nothing matched); P = correct/|pred|,
   R = correct/|gold order|, F1 = 2PR/(P+R). The first order with the highest F1 wins.
