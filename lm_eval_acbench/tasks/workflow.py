@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, thinking
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +204,8 @@ def score_responses(resps: list, docs: list[dict]) -> list[dict]:
     encode, resolved = cached_encoder(model)
     from lm_eval_acbench.embeddings import cosine_matrix
 
-    results = score_batch(
-        [_response_text(r) for r in resps], [doc_to_target(d) for d in docs], encode, cosine=cosine_matrix
-    )
+    answers = [thinking.answer(d, _response_text(r)) for r, d in zip(resps, docs)]
+    results = score_batch(answers, [doc_to_target(d) for d in docs], encode, cosine=cosine_matrix)
     for result in results:
         result["embedding_model"] = resolved
     return results
