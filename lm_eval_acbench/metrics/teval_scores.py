@@ -316,6 +316,7 @@ def plan_scores(
     threshold: float = MATCH_THRESHOLD,
     name_weight: float = NAME_WEIGHT,
     args_weight: float = ARGS_WEIGHT,
+    fixed: bool = False,
 ) -> dict:
     """The reference's precision, recall and F1 of a predicted plan (rows) against the gold (columns).
 
@@ -323,29 +324,16 @@ def plan_scores(
     ``sim = max(0, name_cos) * 0.75 + max(0, args_cos) * 0.25`` in float64; the reference's
     networkx matching over pairs with ``sim > threshold``; ``correct`` = :func:`lis_from_one`
     (>= 1 for any non-empty plan, matched or not). 0 when either plan is empty.
+
+    ``fixed`` (:func:`plan_scores_fixed`): ``correct`` = LIS of the matched gold indices only, so a
+    plan with no matched action scores 0; matching by ``scipy.optimize.linear_sum_assignment`` over
+    above-threshold pairs (the same maximum total weight; ties may pair differently).
     """
     sim = _plan_similarity(name_cos, args_cos, name_weight, args_weight)
     if sim is None:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
-    correct = lis_from_one(reference_matching(sim, threshold))
-    return _plan_prf(correct, *sim.shape)
-
-
-def plan_scores_fixed(
-    name_cos: np.ndarray,
-    args_cos: np.ndarray,
-    threshold: float = MATCH_THRESHOLD,
-    name_weight: float = NAME_WEIGHT,
-    args_weight: float = ARGS_WEIGHT,
-) -> dict:
-    """:func:`plan_scores` without the LIS quirk: ``correct`` = LIS of the matched gold indices only.
-
-    A plan with no matched action scores 0. Matching: ``scipy.optimize.linear_sum_assignment``
-    over above-threshold pairs (the same maximum total weight as networkx's matching).
-    """
-    sim = _plan_similarity(name_cos, args_cos, name_weight, args_weight)
-    if sim is None:
-        return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    if not fixed:
+        return _plan_prf(lis_from_one(reference_matching(sim, threshold)), *sim.shape)
     from scipy.optimize import linear_sum_assignment
 
     weights = np.where(sim > threshold, sim, 0.0)
@@ -353,6 +341,11 @@ def plan_scores_fixed(
     mapping = {int(r): int(c) for r, c in zip(rows, cols) if weights[r, c] > 0}
     correct = lis_length([mapping[i] for i in range(sim.shape[0]) if i in mapping])
     return _plan_prf(correct, *sim.shape)
+
+
+def plan_scores_fixed(name_cos: np.ndarray, args_cos: np.ndarray, **settings) -> dict:
+    """:func:`plan_scores` without the LIS quirk (``fixed=True``)."""
+    return plan_scores(name_cos, args_cos, fixed=True, **settings)
 
 
 # --- reason / retrieve / understand ---------------------------------------------------------
