@@ -4,6 +4,8 @@ Public API (other modules import exactly these):
 
 * :func:`embed` -- float32 rows, L2-normalised, one per text in input order; duplicate texts
   are embedded once; the loaded ``SentenceTransformer`` is cached per process.
+* :func:`cosine_matrix` -- ``cos(a_i, b_j)`` computed the way ``sentence_transformers.util.cos_sim``
+  computes it (the reference evaluators' similarity), to the last bit.
 * :func:`resolve_embedding_model` -- which model is used: the explicit argument, else
   ``$ACBENCH_EMBEDDING_MODEL``, else :data:`DEFAULT_MODEL`. The returned string is the model
   that :func:`embed` will really load, so callers can write it into their results.
@@ -135,6 +137,26 @@ def embed(texts: Sequence[str], model: str | None = None, batch_size: int = 64) 
     vectors = vectors / np.where(norms > 0, norms, 1.0)
     index = {text: row for row, text in enumerate(unique)}
     return vectors[[index[text] for text in texts]]
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``C[i, j] = a_i . b_j / (|a_i| |b_j|)`` as float32, computed as ``util.cos_sim`` does.
+
+    Both sides are normalised with ``torch.nn.functional.normalize(p=2, dim=1)`` and multiplied
+    with ``torch.mm`` in float32, so that the same vectors give the same floats as the WorfBench
+    and T-Eval evaluators: their matching chooses between repeated texts (exactly tied
+    similarities) by differences in the last bits of the *other* similarities.
+    """
+    import torch
+
+    left = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    right = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))
+    if left.ndim != 2 or right.ndim != 2 or left.shape[0] == 0 or right.shape[0] == 0:
+        rows = left.shape[0] if left.ndim == 2 else 0
+        return np.zeros((rows, right.shape[0] if right.ndim == 2 else 0), np.float32)
+    left = torch.nn.functional.normalize(left, p=2, dim=1)
+    right = torch.nn.functional.normalize(right, p=2, dim=1)
+    return torch.mm(left, right.transpose(0, 1)).numpy()
 
 
 # --- resolution -------------------------------------------------------------------------------

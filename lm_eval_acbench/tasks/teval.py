@@ -171,17 +171,24 @@ for _dimension in DIMENSIONS:
 
 
 def _cosines(pairs: list[tuple[str, str]], embedding_model: str | None) -> list[float]:
-    from lm_eval_acbench.embeddings import embed
+    from lm_eval_acbench.embeddings import cosine_matrix, embed
 
     if not pairs:
         return []
     vectors = embed([t for pair in pairs for t in pair], model=embedding_model)
-    return [float(vectors[2 * i] @ vectors[2 * i + 1]) for i in range(len(pairs))]
+    return [
+        float(cosine_matrix(vectors[2 * i : 2 * i + 1], vectors[2 * i + 1 : 2 * i + 2])[0, 0])
+        for i in range(len(pairs))
+    ]
 
 
 def _plan_cosines(pred: list[dict], gold: list[dict], embedding_model: str | None):
-    """(name cosines, args cosines), each (|pred|, |gold|), from one embedding call."""
-    from lm_eval_acbench.embeddings import embed
+    """(name cosines, args cosines), each (|pred|, |gold|), from one embedding call.
+
+    The cosines are computed as the reference computes them (``util.cos_sim``), since its
+    matching breaks ties between repeated actions by their last bits.
+    """
+    from lm_eval_acbench.embeddings import cosine_matrix, embed
 
     texts = (
         [a["name"] for a in pred]
@@ -191,8 +198,8 @@ def _plan_cosines(pred: list[dict], gold: list[dict], embedding_model: str | Non
     )
     vectors = embed(texts, model=embedding_model)
     p, g = len(pred), len(gold)
-    names = vectors[:p] @ vectors[p : p + g].T
-    args = vectors[p + g : 2 * p + g] @ vectors[2 * p + g :].T
+    names = cosine_matrix(vectors[:p], vectors[p : p + g])
+    args = cosine_matrix(vectors[p + g : 2 * p + g], vectors[2 * p + g :])
     return names, args
 
 
@@ -201,62 +208,93 @@ def _gold(doc: dict) -> Any:
 
 
 def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dict:
-    """The item's score in [0, 1], whether the response parsed, and details for the log."""
+    """The item's reference ``score`` and quirk-free ``score_fixed`` in [0, 1], whether the
+    response parsed, and details for the log."""
     dimension, fmt = doc["dimension"], doc["response_format"]
     gold = _gold(doc)
     gold_dict = gold if isinstance(gold, dict) else {}
     if dimension == "instruct":
         parts = ts.instruct_score(output, gold_dict, data.doc_json(doc, "template", {}), fmt)
-        return {"score": parts["score"], "parsed": parts["parsed"], "detail": parts}
+        return {
+            "score": parts["score"],
+            "score_fixed": parts["score_fixed"],
+            "parsed": parts["parsed"],
+            "detail": parts,
+        }
     if dimension == "review":
         letter = ts.review_letter(output)
         gold_letter = gold_dict.get("answer") if gold_dict else str(gold or "").strip()[:1]
+        value = ts.review_score(output, gold_letter)
         return {
-            "score": ts.review_score(output, gold_letter),
+            "score": value,
+            "score_fixed": value,
             "parsed": letter is not None,
             "detail": {"letter": letter, "gold": gold_letter},
         }
     if dimension == "plan":
-        if fmt == "json":
-            pred = ts.parse_plan_json(output)
-        else:
-            meta = data.doc_json(doc, "meta_data", {}) or {}
-            pred = ts.parse_plan_str(output, meta.get("API_list") or [])
-        gold_plan = ts.drop_finish(ts.normalise_plan(gold) or [])
-        pred = ts.drop_finish(pred)
-        if not pred or not gold_plan:
-            return {"score": 0.0, "parsed": bool(pred), "detail": {"pred_actions": len(pred)}}
-        names, args = _plan_cosines(pred, gold_plan, embedding_model)
-        scores = ts.plan_scores(names, args)
-        return {"score": scores["f1"], "parsed": True, "detail": dict(scores, pred_actions=len(pred))}
+        return _score_plan(doc, output, gold, fmt, embedding_model)
     # reason / retrieve / understand
     if fmt == "json":
         pred = ts.parse_rru_json(output)
+        pred_fixed = ts.parse_rru_json(output, lenient=True)
         gold_rru = gold_dict or (ts.parse_rru_json(gold) if isinstance(gold, str) else None) or {}
         if pred is None:
-            return {"score": 0.0, "parsed": False, "detail": {"reason": "response is not a JSON object"}}
+            return {
+                "score": 0.0,
+                "score_fixed": 0.0,
+                "parsed": False,
+                "detail": {"reason": "response is not a JSON object"},
+            }
         if dimension == "reason":
             value = ts.thought_score(
                 _cosines([(pred["thought"], str(gold_rru.get("thought", "")))], embedding_model)[0]
             )
+            fixed = value
         elif dimension == "retrieve":
-            value = ts.retrieve_json(pred["name"], str(gold_rru.get("name", "")))
+            value = fixed = ts.retrieve_json(pred["name"], str(gold_rru.get("name", "")))
         else:
             gold_args = gold_rru.get("args", {})
             if isinstance(gold_args, str):
                 gold_args = ts.load_structured(gold_args) or {}
             value = ts.understand_json(pred["args"], gold_args)
-        return {"score": value, "parsed": True, "detail": {"pred": pred}}
+            fixed = ts.understand_json(pred_fixed["args"], gold_args, fixed=True)
+        return {"score": value, "score_fixed": fixed, "parsed": True, "detail": {"pred": pred}}
     text = ts.clean_response(output)
     if dimension == "reason":
-        value = ts.thought_score(
+        value = fixed = ts.thought_score(
             _cosines([(text, str(gold_dict.get("thought", gold or "")))], embedding_model)[0]
         )
     elif dimension == "retrieve":
-        value = ts.retrieve_str(text, str(gold_dict.get("name", gold or "")))
+        value = fixed = ts.retrieve_str(text, str(gold_dict.get("name", gold or "")))
     else:
-        value = ts.understand_str(text, gold_dict.get("args", gold) if gold_dict else gold)
-    return {"score": value, "parsed": bool(text), "detail": {}}
+        gold_args = gold_dict.get("args", gold) if gold_dict else gold
+        value = ts.understand_str(text, gold_args)
+        fixed = ts.understand_str_fixed(text, gold_args)
+    return {"score": value, "score_fixed": fixed, "parsed": bool(text), "detail": {}}
+
+
+def _score_plan(doc: dict, output: str, gold: Any, fmt: str, embedding_model: str | None) -> dict:
+    """Reference plan F1 (ids required, LIS from 1) and the quirk-free one (``score_fixed``)."""
+    meta = data.doc_json(doc, "meta_data", {}) or {}
+    scored: dict[str, Any] = {"detail": {}}
+    for key, reference in (("score", True), ("score_fixed", False)):
+        if fmt == "json":
+            pred = ts.parse_plan_json(output, reference=reference)
+        else:
+            pred = ts.parse_plan_str(output, meta.get("API_list") or [])
+        gold_plan = ts.drop_finish(ts.normalise_plan(gold, reference=reference) or [])
+        pred = ts.drop_finish(pred)
+        if key == "score":
+            scored["parsed"] = bool(pred)
+        if not pred or not gold_plan:
+            scored[key] = 0.0
+            scored["detail"][key] = {"pred_actions": len(pred)}
+            continue
+        names, args = _plan_cosines(pred, gold_plan, embedding_model)
+        scores = (ts.plan_scores if reference else ts.plan_scores_fixed)(names, args)
+        scored[key] = scores["f1"]
+        scored["detail"][key] = dict(scores, pred_actions=len(pred))
+    return scored
 
 
 class ScorerError(UserError):
@@ -289,7 +327,12 @@ class TEvalTask(RenderedMessagesTask):
             scored = {"score": 0.0, "parsed": False, "detail": {"error": f"{type(exc).__name__}: {exc}"}}
             failed = True
         doc["acbench_verdict"] = _jsonable(
-            dict(scored["detail"], score=scored["score"], parsed=scored["parsed"])
+            dict(
+                scored["detail"],
+                score=scored["score"],
+                score_fixed=scored.get("score_fixed", scored["score"]),
+                parsed=scored["parsed"],
+            )
         )
         doc["acbench_render"] = {"mode": rendered.mode, "roles": rendered.roles, "note": rendered.note}
         if needs_embeddings:
@@ -297,6 +340,7 @@ class TEvalTask(RenderedMessagesTask):
         fmt = doc["response_format"]
         return {
             "score": {"format": fmt, "value": float(scored["score"])},
+            "score_fixed": {"format": fmt, "value": float(scored.get("score_fixed", scored["score"]))},
             "parse_rate": {"format": fmt, "value": float(scored["parsed"])},
             "scorer_error_rate": float(failed),
         }

@@ -203,8 +203,10 @@ def score_responses(resps: list, docs: list[dict]) -> list[dict]:
         return []
     model = next((str(d.get(MODEL_FIELD)) for d in docs if d.get(MODEL_FIELD)), None)
     encode, resolved = cached_encoder(model)
+    from lm_eval_acbench.embeddings import cosine_matrix
+
     answers = [thinking.answer(d, _response_text(r)) for r, d in zip(resps, docs)]
-    results = score_batch(answers, [doc_to_target(d) for d in docs], encode)
+    results = score_batch(answers, [doc_to_target(d) for d in docs], encode, cosine=cosine_matrix)
     for result in results:
         result["embedding_model"] = resolved
     return results
