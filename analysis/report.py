@@ -655,6 +655,14 @@ def write_report(runs: dict, out: Path, *, base: str | None = None, analysis_dir
         others = [label for label in runs if label != base]
         intro = (f"Base: **{base}**" + (f"; compressed: {', '.join(others)}" if others else "")
                  + ". Change = compressed - base; drop % = (base - compressed) / |base| x 100.")
+        from .paired import answer_section
+
+        caps, subtasks = capability_map(), {}
+        for folder in runs.values():
+            subtasks.update(load_results(Path(folder))[1])
+        answer = answer_section(runs, base, lambda task: _capability(task, caps, subtasks), out, notes)
+        if answer:
+            sections.append(answer)
         sections.append({"title": "Models", "text": [intro], "table": models})
         sections.append({"title": "Capabilities (mean of each task's primary metric)", "table": capabilities})
         shown = scores.drop(columns=["primary", "is_group"]) if not scores.empty else scores
