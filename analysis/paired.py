@@ -239,11 +239,13 @@ def plot_drops(rows: list[dict], png: Path) -> Path | None:
                 "tab:green" if row["excludes 0"] else "tab:gray")
             ax.errorbar([x], [row["diff"]], yerr=[[row["diff"] - row["ci_low"]], [row["ci_high"] - row["diff"]]],
                         fmt="o", color=color, capsize=4)
+        ax.set_xlim(-0.6, len(part) - 0.4)
         ax.set_xticks(list(xs), [row["model"] for row in part], rotation=20, ha="right", fontsize=8)
         title = group + (" (sample set)" if any(row["data"] == "sample set" for row in part) else "")
         ax.set_title(title, fontsize=9)
     axes[0][0].set_ylabel("compressed - base (95 % CI)")
-    fig.suptitle("Change against the base model on the same items (red: a significant drop)", fontsize=10)
+    fig.suptitle("Change against the base model on the same items, 95 % paired-bootstrap intervals "
+                 "(red: a significant drop; grey band: smaller than the base run can detect)", fontsize=10)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)

@@ -5,6 +5,8 @@ level; several results files in one folder are merged, the newest winning per ta
 optionally, an :func:`lm_eval_acbench.analysis.analyze_runs` folder. Outputs in ``out``:
 
 * ``report.md`` with PNGs beside it, ``report.html`` (one file, images embedded as base64);
+* first, the answer (:mod:`.paired`): per capability and compressed model the paired change on
+  the same items with a 95 % bootstrap interval, in the report and in ``paired.csv``;
 * ``scores.csv`` (task x metric x model: score, change vs base, relative drop %),
   ``capabilities.csv``, ``models.csv`` and, with an analysis, ``analysis.csv``.
 
