@@ -329,7 +329,7 @@ def register_marked_tokens(tokenizer, marked: list[tuple[int, str, bool]]) -> No
         tokens = [AddedToken(text, special=special, normalized=False)
                   for _, text, is_special in marked if is_special is special and text in vocab]
         tokenizer.add_tokens(tokens, special_tokens=special)
-    expected = {text: token_id for token_id, text, _ in marked}
+    expected = {text: token_id for token_id, text, _ in marked if text in vocab}
     template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
     for text in re.findall(r"</?\|?[A-Za-z_]+\|?>", template):
         if text in vocab:
