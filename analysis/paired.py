@@ -5,7 +5,8 @@ base run could detect.
 Per-item scores come from lm-eval's ``samples_<task>_<time>.jsonl`` logs: one JSON line per
 document and filter, with ``doc_id``, ``doc_hash``, ``filter``, ``metrics`` (the task's metric
 names in ``metric_list`` order) and each metric's per-item value as a top-level key. A task's
-primary metric is the first name in ``metrics``; only the primary filter ``none`` is read.
+primary metric is the first name in ``metrics`` (function calling: see :func:`primary_score`);
+only the primary filter ``none`` is read.
 
 Items are paired by ``doc_id`` and must carry the same ``doc_hash`` in both runs (an item whose
 document differs is left out and counted). A capability's score is the mean over its tasks of the
@@ -64,11 +65,11 @@ def read_item_scores(folder: Path) -> tuple[dict[str, TaskItems], list[str]]:
                 if not isinstance(names, list) or not names or not isinstance(doc_id, int):
                     bad += 1
                     continue
-                value = row.get(names[0])
+                metric, value = primary_score(row, names)
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     bad += 1
                     continue
-                items = tasks.setdefault(task, TaskItems(metric=str(names[0])))
+                items = tasks.setdefault(task, TaskItems(metric=metric))
                 items.scores[doc_id] = float(value)
                 items.hashes[doc_id] = str(row.get("doc_hash", ""))
                 doc = row.get("doc")
@@ -77,6 +78,20 @@ def read_item_scores(folder: Path) -> tuple[dict[str, TaskItems], list[str]]:
         if bad:
             notes.append(f"{path.name}: {bad} line(s) without a readable primary score left out")
     return tasks, notes
+
+
+NATIVE_CALLS = "accuracy (accuracy_fixed where the chat template took the tools)"
+
+
+def primary_score(row: dict, names: list) -> tuple[str, object]:
+    """The headline metric of one samples line and its value: the first of ``names``, except
+    for function calling, where a chat template that takes ``tools`` makes the model answer in its
+    native format, which BFCL scores with a per-model handler, not the prompting decoder behind
+    ``accuracy``: there the item's ``accuracy_fixed`` (our lenient decoder) counts instead
+    (docs/tooluse.md)."""
+    if {"accuracy", "accuracy_fixed", "tools_in_template"} <= set(names):
+        return NATIVE_CALLS, row.get("accuracy_fixed" if row.get("tools_in_template") == 1 else "accuracy")
+    return str(names[0]), row.get(names[0])
 
 
 def pair_items(base: TaskItems, other: TaskItems) -> tuple[list[float], list[float], int]:

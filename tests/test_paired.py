@@ -110,3 +110,12 @@ def test_report_opens_on_the_answer_with_intervals_in_the_csv(tmp_path):
     assert float(calls["MDE (95 %, 80 % power)"]) == pytest.approx(paired.detectable_effect([[r[2] for r in good]]))
     assert (tmp_path / "rep" / "paired_drops.png").stat().st_size > 1000
     assert "sample set" in md and "-0.750 [" in md
+
+
+def test_native_tool_calls_are_scored_by_accuracy_fixed():
+    names = ["accuracy", "accuracy_fixed", "parse_rate", "tools_in_template"]
+    native = {"accuracy": 0.0, "accuracy_fixed": 1.0, "tools_in_template": 1.0}
+    prompted = {"accuracy": 0.0, "accuracy_fixed": 1.0, "tools_in_template": 0.0}
+    assert paired.primary_score(native, names) == (paired.NATIVE_CALLS, 1.0)
+    assert paired.primary_score(prompted, names) == (paired.NATIVE_CALLS, 0.0)
+    assert paired.primary_score({"node_f1": 0.5}, ["node_f1", "parse_rate"]) == ("node_f1", 0.5)
