@@ -144,7 +144,8 @@ def detectable_effect(base_strata: list[list[float]]) -> float | None:
     ``MDE = (z_0.975 + z_0.80) * sqrt((1/T^2) * sum_t 2 * s_t^2 / n_t)``, ``s_t^2`` the sample
     variance (ddof 1) of the base scores of task ``t``. The factor 2 assumes base and compressed
     scores uncorrelated; paired items are positively correlated, so the real MDE is smaller.
-    None when a task has fewer than 2 items."""
+    None when a task has fewer than 2 items or every base score is the same (no variance to
+    estimate from: 0 would claim that any change is detectable)."""
     strata = [list(s) for s in base_strata if len(s)]
     if not strata or any(len(s) < 2 for s in strata):
         return None
@@ -152,6 +153,8 @@ def detectable_effect(base_strata: list[list[float]]) -> float | None:
     for scores in strata:
         mean = sum(scores) / len(scores)
         var += 2 * sum((x - mean) ** 2 for x in scores) / (len(scores) - 1) / len(scores)
+    if var == 0:
+        return None
     return (Z_TWO_SIDED_95 + Z_POWER_80) * math.sqrt(var / len(strata) ** 2)
 
 

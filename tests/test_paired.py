@@ -46,6 +46,7 @@ def test_detectable_effect_follows_its_formula():
     expected = (1.959963984540054 + 0.8416212335729143) * math.sqrt(2 * statistics.variance(base) / len(base))
     assert paired.detectable_effect([base]) == pytest.approx(expected)
     assert paired.detectable_effect([[0.5]]) is None
+    assert paired.detectable_effect([[1.0, 1.0, 1.0]]) is None  # no variance, no claim
     # More items, smaller detectable change.
     assert paired.detectable_effect([base * 4]) < paired.detectable_effect([base])
 
