@@ -66,6 +66,13 @@ def env_factory(name: str) -> Callable[[dict], Env]:
     return getattr(importlib.import_module(module), attr)
 
 
+class RowError(ValueError):
+    """A data row that cannot start an episode (set by the loader as ``load_error``)."""
+
+
 def make_env(record: dict) -> Env:
-    """Build the environment an episode record names in its ``env`` field."""
+    """Build the environment an episode record names in its ``env`` field; a record the loader
+    marked with ``load_error`` raises :class:`RowError` with that reason."""
+    if record.get("load_error"):
+        raise RowError(str(record["load_error"]))
     return env_factory(str(record.get("env")))(record)
