@@ -18,7 +18,7 @@ from lm_eval_acbench.envs.babyai import (  # noqa: E402
 from lm_eval_acbench.envs.base import EnvUnavailable  # noqa: E402
 from lm_eval_acbench.metrics.progress import babyai_subgoal_hit, babyai_subgoal_matches  # noqa: E402
 from lm_eval_acbench.paths import SAMPLES_DIR  # noqa: E402
-from tests.helpers import SHARED_DATA  # noqa: E402
+from helpers import SHARED_DATA  # noqa: E402
 
 SAMPLE_ROWS = [json.loads(line) for line in (SAMPLES_DIR / "agentboard/data/babyai/test.jsonl").read_text().splitlines()]
 SHARED_FILE = SHARED_DATA / "agentboard" / "data" / "babyai" / "test.jsonl"

@@ -127,7 +127,7 @@ def test_parse_action_roundtrip(name, args, wrap, spaced, filler):
 # ---- AgentBoard's own rows, domains and problems (../shared/data) -------------------------------
 def _agentboard_pddl_rows():
     from lm_eval_acbench.tasks.realworld import load_episodes
-    from tests.helpers import shared_data_path
+    from helpers import shared_data_path
 
     root = shared_data_path("agentboard", "data", "pddl", "test.jsonl").parents[3]
     return load_episodes("pddl", {"data_dir": str(root)})

@@ -47,7 +47,7 @@ def test_missing_java_is_a_clear_skip(monkeypatch):
 
 def _agentboard_rows():
     from lm_eval_acbench.tasks.realworld import load_episodes
-    from tests.helpers import shared_data_path
+    from helpers import shared_data_path
 
     root = shared_data_path("agentboard", "data", "scienceworld", "test.jsonl").parents[3]
     return load_episodes("scienceworld", {"data_dir": str(root)})
