@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections import deque
 
-from lm_eval_acbench.envs.base import EnvUnavailable, Step
+from lm_eval_acbench.envs.base import EnvUnavailable, Step, row_info
 from lm_eval_acbench.metrics.progress import babyai_subgoal_matches, subgoal_progress
 
 # AgentBoard's seed rule: the rows of one level are its episodes with seeds 1234, 1235, ...
@@ -192,6 +192,12 @@ def action_space(inner, cells, barriers, in_view) -> tuple[dict[str, list[int]],
     def path_to(cell, arrive=False):
         return find_path(pos, heading, cell["pos"], blocked - {cell["pos"]} if arrive else blocked, in_view, arrive)
 
+    def offer(label, path, then=()):
+        if path is None:
+            errors[label] = f"You cannot {label}, as there is no path leading to it."
+        else:
+            actions[label] = path + list(then)
+
     counts: dict[str, int] = {}
     for cell in cells:  # numbered in view order, as in the observation
         if "wall" in cell["name"]:
@@ -203,12 +209,7 @@ def action_space(inner, cells, barriers, in_view) -> tuple[dict[str, list[int]],
         for cell in objects:
             if "door" in cell["name"] or "goal" in cell["name"]:
                 continue
-            label = f"pickup {cell['name']} {cell['n']}"
-            path = path_to(cell)
-            if path is None:
-                errors[label] = f"You cannot pickup {cell['name']} {cell['n']}, as there is no path leading to it."
-            else:
-                actions[label] = path + [3]
+            offer(f"pickup {cell['name']} {cell['n']}", path_to(cell), [3])
         errors["drop"] = "You cannot drop the object, as you are not carrying anything."
     else:
         front = (pos[0] + DIR_VEC[heading][0], pos[1] + DIR_VEC[heading][1])
@@ -221,11 +222,7 @@ def action_space(inner, cells, barriers, in_view) -> tuple[dict[str, list[int]],
         if "door" not in name:
             continue
         if "open door" in name:
-            path = path_to(cell, arrive=True)
-            if path is None:
-                errors[f"go through {name} {n}"] = f"You cannot go through {name} {n}, as there is no path leading to it."
-            else:
-                actions[f"go through {name} {n}"] = path
+            offer(f"go through {name} {n}", path_to(cell, arrive=True))
             continue
         label = f"toggle and go through {name} {n}"
         if "locked door" in name and (carrying is None or carrying.type != "key"):
@@ -236,28 +233,16 @@ def action_space(inner, cells, barriers, in_view) -> tuple[dict[str, list[int]],
                              "carrying does not match the color of door.")
             continue
         path = path_to(cell)
-        if path is None:
-            errors[label] = f"You cannot toggle and go through {name} {n}, as there is no path leading to it."
-        else:
-            actions[label] = path + [5, 2]
-            if not path:
-                actions["toggle"] = [5]
+        offer(label, path, [5, 2])
+        if path == []:
+            actions["toggle"] = [5]
         if "closed door" in name:
             errors[f"go through {name} {n}"] = f"You cannot go through {name} {n}, as it is closed. You should toggle it first."
     for cell in objects:
         if "goal" in cell["name"]:
-            path = path_to(cell, arrive=True)
-            if path is None:
-                errors["go to goal"] = "You cannot go to the goal, as there is no path leading to it."
-            else:
-                actions["go to goal"] = path
-            continue
-        label = f"go to {cell['name']} {cell['n']}"
-        path = path_to(cell)
-        if path is None:
-            errors[label] = f"You cannot go to {cell['name']} {cell['n']}, as there is no path leading to it."
+            offer("go to goal", path_to(cell, arrive=True))
         else:
-            actions[label] = path
+            offer(f"go to {cell['name']} {cell['n']}", path_to(cell))
     actions[CHECK_ACTIONS] = []
     return actions, errors
 
@@ -361,8 +346,7 @@ def agentboard_level_and_seed(record: dict) -> tuple[str, int]:
     """Level and seed of an episode record: ``level``/``seed`` (our rows), else AgentBoard's
     rule: the level is ``additional_info.subtask`` and the seed ``1234 + id % 4`` (AgentBoard
     plays 4 seeds per level, from 1234, in the order of its rows)."""
-    info = record.get("additional_info") if isinstance(record.get("additional_info"), dict) else {}
-    level = record.get("level") or info.get("subtask")
+    level = record.get("level") or row_info(record).get("subtask")
     if not isinstance(level, str) or not level:
         raise ValueError("BabyAI row names no level (no 'level' and no additional_info.subtask)")
     if record.get("seed") is not None:

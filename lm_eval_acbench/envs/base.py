@@ -14,6 +14,7 @@ and the other environments go on.
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -64,6 +65,18 @@ def env_factory(name: str) -> Callable[[dict], Env]:
         raise ValueError(f"unknown environment {name!r}; known: {', '.join(sorted(ENV_FACTORIES))}")
     module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def row_info(row: dict) -> dict:
+    """A row's ``additional_info`` (AgentBoard's per-row details) as a dict: parsed when it is
+    stored as JSON text, {} when absent or not a mapping."""
+    info = row.get("additional_info")
+    if isinstance(info, str):
+        try:
+            info = json.loads(info)
+        except json.JSONDecodeError:
+            info = None
+    return info if isinstance(info, dict) else {}
 
 
 class RowError(ValueError):

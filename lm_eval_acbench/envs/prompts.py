@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from lm_eval_acbench.envs.base import row_info
+
 RECORD_FIELD = "agentboard_prompt"
 PROMPT_DIR = Path("agentboard/prompts/VanillaAgent")
 PROMPT_FILES = {
@@ -63,7 +65,7 @@ def prompt_for_row(content: dict, env: str, row: dict) -> dict | None:
             return None
     examples = entry.get("examples", [])
     if env == "alfworld" and isinstance(examples, dict):
-        description = str((row.get("additional_info") or {}).get("description") or row.get("id") or "")
+        description = str(row_info(row).get("description") or row.get("id") or "")
         task_folder = description.split("/")[-2] if "/" in description else description
         key = next((v for k, v in ALFWORLD_EXAMPLES.items() if task_folder.startswith(k)), None)
         examples = ["".join(examples.get(key) or [])] if key else []

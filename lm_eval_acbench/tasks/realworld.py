@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lm_eval_acbench import data
 from lm_eval_acbench.envs import prompts
+from lm_eval_acbench.envs.base import row_info
 from lm_eval_acbench.episodes import EPISODE_FIELD, LOOP_FIELD, LoopSettings, require_loop
 
 log = logging.getLogger(__name__)
@@ -105,16 +106,6 @@ def _rows(folder: Path, env: str) -> list[dict]:
     raise data.DataUnavailable(f"agentboard: no data/{name}/test.jsonl under {folder}")
 
 
-def _info(row: dict) -> dict:
-    info = row.get("additional_info")
-    if isinstance(info, str):
-        try:
-            info = json.loads(info)
-        except json.JSONDecodeError:
-            info = None
-    return info if isinstance(info, dict) else {}
-
-
 def pddl_dirs(row: dict, metadata: dict | None) -> list[Path]:
     """Where AgentBoard's pddlgym domains may be: ``--metadata pddl_dir``, then
     ``agentboard/environment/pddl_env/pddlgym/pddl`` in the data folder (an AgentBoard checkout)."""
@@ -159,7 +150,7 @@ def _pddl_row(row: dict, metadata: dict | None) -> dict:
     goal is the row's subgoals is used; when none is, the row cannot start). Files are read only
     inside the row's data folder and the PDDL folders (:func:`pddl_dirs`)."""
     folder = Path(row[ROW_FOLDER]) if row.get(ROW_FOLDER) else None
-    game = str(row.get("game_name") or _info(row).get("subtask") or row.get("subset") or "")
+    game = str(row.get("game_name") or row_info(row).get("subtask") or row.get("subset") or "")
     if not _PLAIN_NAME.fullmatch(game):
         row["load_error"] = f"PDDL row names no usable domain ({game[:60]!r})"
         return row
@@ -212,7 +203,7 @@ def _pddl_row(row: dict, metadata: dict | None) -> dict:
 
 def _scienceworld_row(row: dict) -> dict:
     """AgentBoard's ScienceWorld keys (``additional_info.env_name`` / ``var``) as ours."""
-    info = _info(row)
+    info = row_info(row)
     row["task_name"] = row.get("task_name") or info.get("env_name")
     if row.get("variation") is None and info.get("var") is not None:
         row["variation"] = info.get("var")
