@@ -122,3 +122,16 @@ def test_sample_rows_still_load_offline(monkeypatch):
         assert records and not [r for r in records if r.get("load_error")], env
         assert all(r["acbench_data_source"].startswith("sample") for r in records)
         assert all("agentboard_prompt" not in r for r in records)
+
+
+def test_agentboard_tool_rows_get_one_line_saying_what_they_need(tmp_path, caplog):
+    folder = tmp_path / "agentboard" / "data" / "tool-query"
+    folder.mkdir(parents=True)
+    rows = [{"id": i, "goal": "What is the weather?", "subgoals": ["x"], "additional_info": {"tool": "weather"}}
+            for i in range(3)]
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with caplog.at_level(logging.WARNING):
+        records = load_episodes("tool-query", {"data_dir": str(tmp_path)})
+    assert all("need live web services" in r["load_error"] for r in records)
+    (line,) = [r.getMessage() for r in caplog.records if "cannot start" in r.getMessage()]
+    assert line.startswith("acbench_realworld_tool-query: 3 of 3 rows cannot start: AgentBoard's own tool-query rows")

@@ -310,7 +310,20 @@ def _alfworld_metadata(metadata: dict | None) -> dict:
     return metadata
 
 
+AGENTBOARD_TOOLS = ("AgentBoard's own {env} rows need live web services (TMDB and Todoist with API keys, "
+                    "open-meteo, Google Sheets with a service account; academia from pickle files, which acbench "
+                    "never unpickles); acbench_realworld_{task} plays only our offline tool-world rows (with 'checks')")
+
+
+def _tool_row(row: dict, env: str) -> dict:
+    if not isinstance(row.get("checks"), list):
+        row["load_error"] = AGENTBOARD_TOOLS.format(env=env, task=env.replace("-", "_"))
+    return row
+
+
 PREPARE = {"pddl": lambda row, metadata: _pddl_row(row, metadata),
+           "tool-query": lambda row, metadata: _tool_row(row, "tool-query"),
+           "tool-operation": lambda row, metadata: _tool_row(row, "tool-operation"),
            "scienceworld": lambda row, metadata: _scienceworld_row(row),
            "babyai": lambda row, metadata: _babyai_row(row)}
 
