@@ -135,3 +135,22 @@ def test_agentboard_tool_rows_get_one_line_saying_what_they_need(tmp_path, caplo
     assert all("need live web services" in r["load_error"] for r in records)
     (line,) = [r.getMessage() for r in caplog.records if "cannot start" in r.getMessage()]
     assert line.startswith("acbench_realworld_tool-query: 3 of 3 rows cannot start: AgentBoard's own tool-query rows")
+
+
+@pytest.mark.slow  # a real lm_eval run (about a minute; several on a shared machine)
+def test_lm_eval_plays_agentboard_rows_with_agentboards_prompts(tmp_path):
+    from helpers import run_lm_eval, shared_data_path
+
+    root = shared_data_path("agentboard", "data").parents[1]
+    out = run_lm_eval(["--tasks", "acbench_realworld_pddl,acbench_realworld_babyai", "--model", "dummy",
+                       "--limit", "4", "--metadata", json.dumps({"data_dir": str(root), "max_steps": 2})],
+                      tmp_path, timeout=600)
+    for task in ("acbench_realworld_pddl", "acbench_realworld_babyai"):
+        result = out["results"]["results"][task]
+        assert result["env_error_rate,none"] == 0.0 and result["skipped,none"] == 0.0
+        for sample in out["samples"][task]:
+            transcript = json.loads(sample["resps"][0][0])
+            assert sample["doc"]["acbench_data_source"].startswith("local:")
+            prompt = transcript["trajectory"][0]["prompt"]
+            assert "Here are examples:" in prompt and "You should perform actions to accomplish the goal: " in prompt
+            assert prompt.endswith("Action: ")
