@@ -212,13 +212,15 @@ def _call_with_timeout(fn: Callable, timeout: float, *args):
 
 
 _warned_skips: set = set()
+START_TIMEOUT = 600.0  # seconds building and resetting an environment may take (unless step_timeout is 0)
 PARALLEL_START = frozenset({"scienceworld"})
 
 
 def _start(episode: Episode, make_env: Callable[[dict], Any]) -> None:
     from lm_eval_acbench.envs.base import EnvUnavailable
 
-    timeout = episode.settings.step_timeout
+    # starting may launch a server (ScienceWorld's JVM), slow on a loaded machine: at least START_TIMEOUT
+    timeout = max(episode.settings.step_timeout, START_TIMEOUT) if episode.settings.step_timeout else 0.0
     try:
         episode.env = _call_with_timeout(make_env, timeout, episode.record)
         episode.observation = episode.first_observation = str(_call_with_timeout(episode.env.reset, timeout))
