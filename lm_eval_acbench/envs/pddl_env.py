@@ -334,22 +334,27 @@ class PddlEnv:
             f"Objects: {', '.join(sorted(self.sim.objects))}.\n"
             f"Answer `{CHECK_VALID}` to list the actions that are valid now."
         )
+        self.acted = False
         self.goal = goal_text or f"The goal is to satisfy the following conditions: {self.sim.describe_goal()}"
 
     def reset(self) -> str:
+        self.acted = False
         return self.sim.describe_state()
 
     def progress(self) -> float:
-        return self.sim.progress()
+        """AgentBoard's: the share of goal facts that hold, counted from the first valid action
+        on (before it, 0 -- facts true from the start earn nothing by themselves)."""
+        return self.sim.progress() if self.acted else 0.0
 
     def step(self, action: str) -> Step:
         if "check" in action.lower():  # AgentBoard's rule
             valid = self.sim.valid_actions()
-            return Step("Valid actions: " + ("; ".join(valid) or "none") + ".", self.sim.progress())
+            return Step("Valid actions: " + ("; ".join(valid) or "none") + ".", self.progress())
         parsed = self.sim.parse_action(action)
         if parsed is None or not self.sim.apply(*parsed):
-            return Step(f"{INVALID_ACTION} Current state: {self.sim.describe_state()}", self.sim.progress(), valid=False)
-        progress = self.sim.progress()
+            return Step(f"{INVALID_ACTION} Current state: {self.sim.describe_state()}", self.progress(), valid=False)
+        self.acted = True
+        progress = self.progress()
         return Step(f"You did: {' '.join([parsed[0], *parsed[1]])}. Current state: {self.sim.describe_state()}"
                     + (" The goal is satisfied." if progress >= 1.0 else ""),
                     progress, done=progress >= 1.0)
