@@ -169,3 +169,15 @@ def test_agentboard_action_wording_is_read():
     # AgentBoard's own example shows this state sentence after that action
     assert step.valid and "Ball1 is carrying right." in step.observation and "Right is free." not in step.observation
     assert not env.step("Pick up ball1 at rooma with arm right.").valid  # the gripper is no longer free
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.none(), st.integers(),
+                 st.lists(st.sampled_from(["pick", "Pick", "up", "ball1", "rooma", "right", "move", "(", ")", "to"]),
+                          max_size=8).map(" ".join)))
+def test_agentboard_action_reading_is_total(text):
+    from lm_eval_acbench.envs.pddl_env import parse_action_anywhere
+
+    arity, objects = {"pick": 3, "move": 2, "drop": 3}, {"ball1", "rooma", "roomb", "right", "left"}
+    out = parse_action_anywhere(text, arity, objects)
+    assert out is None or (len(out[1]) == arity[out[0]] and set(out[1]) <= objects)
