@@ -3,8 +3,12 @@
 Data: the BFCL layout -- ``BFCL_v4_<category>.json`` (one JSON object per line: ``id``,
 ``question`` = list of turns of messages, ``function`` = JSON-schema docs) and
 ``possible_answer/BFCL_v4_<category>.json`` (``id``, ``ground_truth``). The category ``simple``
-is BFCL v4's ``simple_python`` (v3's ``simple``). Found under ``data_dir`` (or
-``data_dir/bfcl``), else our sample set ``lm_eval_acbench/samples/bfcl`` in the same layout.
+is BFCL v4's ``simple_python`` (v3's ``simple``). Sources (:func:`lm_eval_acbench.data.load_records`):
+a local folder (``data_dir/bfcl``), the HF dataset ``gorilla-llm/Berkeley-Function-Calling-Leaderboard``
+(v3 or v4 file names, cache first), the ``bfcl-eval`` wheel's ``bfcl_eval/data`` (found without
+importing it: ``pip install --no-deps bfcl-eval``), else our sample set
+``lm_eval_acbench/samples/bfcl`` in the same layout. Rows without messages or ground truth are
+dropped and counted.
 
 Prompt: the item's messages with its functions as tools, rendered by
 :func:`lm_eval_acbench.chat.render_messages` (per sample; the way tools reached the model is the
@@ -72,9 +76,11 @@ def read_category(folder: Path, category: str) -> list[dict]:
         messages = [m for turn in turns if isinstance(turn, list) for m in turn if isinstance(m, dict)]
         functions = row.get("function") or []
         if not messages or not isinstance(functions, list):
+            data.drop(row.get("id"), "without messages or function list")
             continue
         gold = answers.get(row.get("id"), [])
         if "irrelevance" not in category and not gold:
+            data.drop(row.get("id"), "without ground truth")
             continue
         records.append(
             {
@@ -88,16 +94,29 @@ def read_category(folder: Path, category: str) -> list[dict]:
     return records
 
 
+HUB_ID = "gorilla-llm/Berkeley-Function-Calling-Leaderboard"
+PACKAGE = ("bfcl-eval", "bfcl_eval/data")
+
+
+def _from_hub(category: str) -> tuple[list[dict], str]:
+    stems = _FILE_STEMS.get(category, (category,))
+    patterns = [f"{prefix}BFCL_v*_{stem}.json" for stem in stems for prefix in ("", "possible_answer/")]
+    folder, revision = data.hub_snapshot(HUB_ID, patterns)
+    return read_category(folder, category), revision
+
+
 def load_category(category: str, **metadata) -> dict:
     """``custom_dataset`` hook: the category's records as a ``{"test": Dataset}``."""
-    records, _ = data.load_records(
+    records, source = data.load_records(
         BENCHMARK,
         metadata,
         from_folder=lambda folder: read_category(folder, category),
-        from_hub=None,
-        hub_id="gorilla-llm/Berkeley-Function-Calling-Leaderboard",
+        from_hub=lambda: _from_hub(category),
+        hub_id=HUB_ID,
+        package=PACKAGE,
+        label=f"bfcl/{category}",
     )
-    return data.as_split(records)
+    return data.as_split(records, provenance=source)
 
 
 for _category in CATEGORIES:

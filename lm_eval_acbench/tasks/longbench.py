@@ -103,11 +103,16 @@ def _read_folder(folder: Path, dataset: str) -> list[dict]:
     raise data.DataUnavailable(f"longbench: no {dataset}.jsonl under {folder} (or its data/)")
 
 
-def _from_hub(dataset: str) -> list[dict]:
-    import datasets
-
-    config = lm_eval_config(dataset)
-    return [dict(row) for row in datasets.load_dataset(config["dataset_path"], dataset, split="test")]
+def _from_hub(dataset: str) -> tuple[list[dict], str]:
+    """The test rows of one data set from lm-eval's hub copy (its ``dataset_path``), cache first."""
+    repo = lm_eval_config(dataset)["dataset_path"]
+    folder, revision = data.hub_snapshot(repo, [f"{dataset}/*", f"data/{dataset}*", f"{dataset}.jsonl"])
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".parquet", ".jsonl")
+                   and (p.parent.name == dataset or p.stem == dataset or p.stem.startswith(f"{dataset}-"))
+                   and "train" not in p.name and "validation" not in p.name)
+    if not files:
+        raise data.DataUnavailable(f"longbench: no {dataset} test files in {repo} snapshot {folder}")
+    return data.read_table_files(files), revision
 
 
 def truncation_budget(metadata: dict, tokenizer, max_gen_toks: int) -> int | None:
@@ -125,7 +130,7 @@ def build_records(dataset: str, rows: list[dict], tokenizer=None, budget: int | 
         if isinstance(answers, str):
             answers = [answers]
         if not isinstance(answers, list) or not answers:
-            log.warning("longbench %s: skipping row %d without answers", dataset, number)
+            data.drop(row.get("_id", number), "without answers")
             continue
         prompt = render_prompt(dataset, row)
         tokens_before = tokens_after = None
@@ -165,17 +170,19 @@ def load(**kwargs):
         kwargs,
         from_folder=lambda folder: _read_folder(folder, dataset),
         from_hub=lambda: _from_hub(dataset),
-        hub_id=f"Xnhyacinth/LongBench:{dataset}",
+        hub_id=f"{lm_eval_config(dataset)['dataset_path']}:{dataset}",
+        label=f"longbench/{dataset}",
     )
     name = niah.tokenizer_name(kwargs)
     tokenizer = niah.load_tokenizer(name, bool(kwargs.get("trust_remote_code"))) if name else None
     budget = truncation_budget(kwargs, tokenizer, max_gen_toks) if tokenizer is not None else None
     if budget is None:
         log.warning("longbench %s: no tokenizer or window known; prompts are NOT middle-truncated", dataset)
-    records = thinking.tag(build_records(dataset, rows, tokenizer, budget), kwargs)
+    with data.dropped_rows(f"longbench/{dataset}", source):
+        records = thinking.tag(build_records(dataset, rows, tokenizer, budget), kwargs)
     for record in records:
         record[data.SOURCE_FIELD] = str(source)
-    return data.as_split(records)
+    return data.as_split(records, provenance=source)
 
 
 def doc_to_text(doc: dict) -> str:

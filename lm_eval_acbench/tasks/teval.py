@@ -3,8 +3,12 @@
 Data: the T-Eval v2 files (HF dataset ``lovesnowbest/T-Eval``, folder ``data/``, or a local
 folder holding them, also as ``<data_dir>/teval/``); each file is a JSON object keyed by item id,
 each item with ``origin_prompt`` (messages, roles system/user/assistant/function),
-``ground_truth``, ``meta_data`` (``response_format``; ``API_list`` for string plans) and
-``template``. Our own sample files in the same layout are in ``lm_eval_acbench/samples/teval``.
+``ground_truth``, ``template`` and its meta fields under the key T-Eval's own evaluator for that
+dimension reads: ``meta_data`` (``response_format``) for instruct (``InstructEvaluator``),
+``meta`` (``prompt_type``, ``API_list``) for plan (``PlanningEvaluator``); either key is read
+elsewhere, and for plan the other key is accepted too. A string-plan item without ``API_list``
+in either is dropped and counted; a plan_str file where no item has it is an error. Items
+without a usable ``origin_prompt`` are dropped and counted. Our own sample files in the same layout are in ``lm_eval_acbench/samples/teval``.
 
 Dimension -> files (format): instruct -> ``instruct_v2`` (each item's own format); plan ->
 ``plan_json_v2`` (json) + ``plan_str_v2`` (str); reason / retrieve / understand ->
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_acbench import data, thinking
+from lm_eval_acbench.errors import UserError
 from lm_eval_acbench.metrics import teval_scores as ts
 from lm_eval_acbench.tasks.rendered import RenderedMessagesTask
 
@@ -43,8 +48,22 @@ DIMENSIONS: dict[str, list[tuple[str, str | None]]] = {
 }
 
 
-def _format_of(item: dict, default: str | None) -> str:
-    meta = item.get("meta_data") or item.get("meta") or {}
+# The key T-Eval's evaluator reads per dimension (teval/evaluators/*.py), tried first.
+META_KEYS = {"instruct": ("meta_data", "meta"), "plan": ("meta", "meta_data")}
+
+
+EMBEDDING_DIMENSIONS = ("plan", "reason")
+
+
+def _meta(item: dict, dimension: str) -> dict:
+    for key in META_KEYS.get(dimension, ("meta_data", "meta")):
+        if isinstance(item.get(key), dict):
+            return item[key]
+    return {}
+
+
+def _format_of(item: dict, default: str | None, dimension: str = "") -> str:
+    meta = _meta(item, dimension)
     raw = meta.get("response_format") or meta.get("prompt_type") if isinstance(meta, dict) else None
     raw = raw or default or "str"
     return "json" if str(raw).lower() == "json" else "str"
@@ -71,24 +90,38 @@ def read_dimension(folder: Path, dimension: str, read=data.read_json) -> list[di
         items = read(folder / f"{stem}.json")
         if not isinstance(items, dict):
             raise data.DataUnavailable(f"teval: {stem}.json is not an object keyed by item id")
+        with_api_list = 0
         for key, item in items.items():
             if not isinstance(item, dict):
+                data.drop(f"{stem}/{key}", "not an object")
                 continue
             messages = _messages(item)
             if not messages:
+                data.drop(f"{stem}/{key}", "without a usable origin_prompt")
                 continue
-            meta = item.get("meta_data") or item.get("meta") or {}
+            meta = _meta(item, dimension)
+            response_format = _format_of(item, default_format, dimension)
+            if dimension == "plan" and response_format == "str":
+                if not isinstance(meta.get("API_list"), list):
+                    data.drop(f"{stem}/{key}", "without meta.API_list (string plan)")
+                    continue
+                with_api_list += 1
             records.append(
                 {
                     "id": f"{stem}/{key}",
                     "dimension": dimension,
                     "file": stem,
-                    "response_format": _format_of(item, default_format),
+                    "response_format": response_format,
                     "messages": messages,
                     "ground_truth": item.get("ground_truth"),
-                    "meta_data": meta if isinstance(meta, dict) else {},
+                    "meta_data": meta,
                     "template": item.get("template") or {},
                 }
+            )
+        if stem == "plan_str_v2" and items and not with_api_list:
+            raise data.DataUnavailable(
+                f"teval: no item of {folder / stem}.json has API_list under 'meta' (what T-Eval's "
+                "PlanningEvaluator reads) or 'meta_data'; string plans cannot be scored"
             )
     return interleave_formats(records)
 
@@ -106,23 +139,28 @@ def interleave_formats(records: list[dict]) -> list[dict]:
     return out
 
 
-def _hub_reader(filename: Path) -> Any:
-    from huggingface_hub import hf_hub_download
-
-    local = hf_hub_download(HUB_ID, f"data/{filename.name}", repo_type="dataset")
-    return data.read_json(Path(local))
+def _from_hub(dimension: str) -> tuple[list[dict], str]:
+    stems = [stem for stem, _ in DIMENSIONS[dimension]]
+    folder, revision = data.hub_snapshot(HUB_ID, [f"data/{stem}.json" for stem in stems])
+    return read_dimension(folder, dimension), revision
 
 
 def load_dimension(dimension: str, **metadata) -> dict:
     """``custom_dataset`` hook: the dimension's records as ``{"test": Dataset}``."""
-    records, _ = data.load_records(
+    records, source = data.load_records(
         BENCHMARK,
         metadata,
         from_folder=lambda folder: read_dimension(folder, dimension),
-        from_hub=lambda: read_dimension(Path("data"), dimension, read=_hub_reader),
+        from_hub=lambda: _from_hub(dimension),
         hub_id=HUB_ID,
+        label=f"teval/{dimension}",
     )
-    return data.as_split(records)
+    if dimension in EMBEDDING_DIMENSIONS:
+        from lm_eval_acbench.embeddings import check_available
+
+        model = metadata.get("embedding_model")
+        check_available(model if isinstance(model, str) else None)
+    return data.as_split(records, provenance=source)
 
 
 for _dimension in DIMENSIONS:
@@ -221,6 +259,10 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
     return {"score": value, "parsed": bool(text), "detail": {}}
 
 
+class ScorerError(UserError):
+    """A T-Eval scorer failed on an item and no stand-in score is allowed."""
+
+
 class TEvalTask(RenderedMessagesTask):
     """generate_until over a pre-recorded dialogue rendered by the model's chat template."""
 
@@ -233,9 +275,19 @@ class TEvalTask(RenderedMessagesTask):
         needs_embeddings = doc["dimension"] == "plan" or doc["dimension"] == "reason"
         try:
             scored = score_doc(doc, thinking.answer(doc, results[0] if results else ""), model)
-        except Exception as exc:  # e.g. no embedding model: the item scores 0 and the log says why
-            log.warning("teval %s: scoring failed (%s: %s); scored 0", doc.get("id"), type(exc).__name__, exc)
+            failed = False
+        except Exception as exc:  # a scorer failure changes the score: opt-in stand-in only
+            if not data.fallback_allowed(metadata):
+                if isinstance(exc, UserError):
+                    raise
+                raise ScorerError(
+                    f"teval {doc.get('id')}: scoring failed ({type(exc).__name__}: {exc}); allow a "
+                    "counted zero with --metadata '{\"allow_fallback\": true}' or ACBENCH_ALLOW_FALLBACK=1"
+                ) from exc
+            log.warning("teval %s: scoring failed (%s: %s); scored 0 (allow_fallback), counted in "
+                        "scorer_error_rate", doc.get("id"), type(exc).__name__, exc)
             scored = {"score": 0.0, "parsed": False, "detail": {"error": f"{type(exc).__name__}: {exc}"}}
+            failed = True
         doc["acbench_verdict"] = _jsonable(
             dict(scored["detail"], score=scored["score"], parsed=scored["parsed"])
         )
@@ -246,6 +298,7 @@ class TEvalTask(RenderedMessagesTask):
         return {
             "score": {"format": fmt, "value": float(scored["score"])},
             "parse_rate": {"format": fmt, "value": float(scored["parsed"])},
+            "scorer_error_rate": float(failed),
         }
 
 
