@@ -34,6 +34,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
+from lm_eval_acbench import thinking
+
 # a child of lm-eval's logger, so the loop's progress lines appear with lm-eval's own
 log = logging.getLogger("lm_eval.acbench_episodes")
 
@@ -89,6 +91,29 @@ def extract_action(text: Any) -> str:
         if line:
             return line[:MAX_ACTION_CHARS]
     return ""
+
+
+# Call formats a one-line action cannot carry: model tool-call tokens and tags, a call list after
+# prose, a JSON call object. Plain ``name(...)`` lines go to the environment as they are.
+_STRUCTURED_FORMATS = ("tool_call_tags", "mistral", "deepseek", "python_tag", "python_after_prose", "json")
+
+
+def tool_action(text: Any) -> str | None:
+    """For environments with tools: the first call in a model-native tool-call format, as the
+    one-line action ``name({"arg": value})``; None when the answer holds none (or is a plain
+    ``name(...)`` line, which the environment reads itself)."""
+    from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
+
+    parsed = parse_tool_calls(text)
+    if not parsed.calls or not parsed.format.startswith(_STRUCTURED_FORMATS):
+        return None
+    if parsed.format == "json" and str(text).lstrip()[:1] not in "[{`":
+        return None  # "name with Action Input: {...}" is the environment's own form
+    ((name, args),) = parsed.calls[0].items()
+    try:
+        return f"{name}({json.dumps(args, ensure_ascii=False)})"
+    except (TypeError, ValueError):
+        return None
 
 
 def build_messages(instructions: str, goal: str, history: Sequence[tuple[str, str]], observation: str,
@@ -224,7 +249,8 @@ def _start(episode: Episode, make_env: Callable[[dict], Any]) -> None:
 
 def _advance(episode: Episode, prompt: str, output: str) -> None:
     settings = episode.settings
-    action = extract_action(output)
+    answer = thinking.answer(episode.record, output)
+    action = (tool_action(answer) if getattr(episode.env, "tools", None) else None) or extract_action(answer)
     entry: dict[str, Any] = {"step": len(episode.steps) + 1}
     if settings.log_prompts:
         entry["prompt"] = prompt
