@@ -443,10 +443,11 @@ def plot_erank_bits(rows: list[dict], png: Path, model: str = "") -> Path:
                         xytext=(0, 6), ha="center", fontsize=7)
         ax.set_xticks(x, [str(r["bits"]) for r in sel])
         ax.set_xlabel(f"{'weight' if kind == 'weight' else 'KV-cache'} bits (RTN asym, group 128)")
-        ax.set_title(f"ERank vs {'weight' if kind == 'weight' else 'KV'} bits{' - ' + model if model else ''}",
-                     fontsize=9)
+        ax.set_title(f"ERank vs {'weight' if kind == 'weight' else 'KV-cache'} bits", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean ERank per paragraph")
+    if model:
+        fig.suptitle(model, fontsize=9)
     return _save(plt, fig, png)
 
 
