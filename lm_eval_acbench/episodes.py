@@ -31,6 +31,7 @@ import logging
 import re
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -132,8 +133,23 @@ def build_messages(instructions: str, goal: str, history: Sequence[tuple[str, st
 
 
 def render_plain(messages: Sequence[dict[str, str]]) -> str:
-    """A prompt for models used without a chat template; the model continues after "Action:"."""
-    return "\n\n".join(m["content"] for m in messages) + "\nAction:"
+    """A prompt for models used without a chat template; the model continues after "Action:"
+    (added unless the last message already ends with it, as AgentBoard's prompts do)."""
+    text = "\n\n".join(m["content"] for m in messages if m["content"])
+    return text if text.rstrip().endswith("Action:") else text + "\nAction:"
+
+
+def _step_messages(episode, system_instruction: str | None) -> list[dict[str, str]]:
+    """AgentBoard's VanillaAgent prompt when the record carries AgentBoard's prompt file
+    (``envs.prompts``), else ours (:func:`build_messages`)."""
+    prompt = episode.record.get("agentboard_prompt")
+    if isinstance(prompt, dict):
+        from lm_eval_acbench.envs.prompts import agentboard_messages
+
+        return agentboard_messages(prompt, episode.env.goal, episode.first_observation, episode.history,
+                                   episode.settings.memory, system_instruction)
+    return build_messages(episode.env.instructions, episode.env.goal, episode.history, episode.observation,
+                          episode.settings.memory, system_instruction)
 
 
 # ---- the loop ------------------------------------------------------------------------------
@@ -160,6 +176,7 @@ class Episode:
     history: list = field(default_factory=list)
     steps: list = field(default_factory=list)
     observation: str = ""
+    first_observation: str = ""
     initial_progress: float = 0.0
     best: float = 0.0
     invalid_run: int = 0
@@ -222,16 +239,18 @@ def _call_with_timeout(fn: Callable, timeout: float, *args):
 
 
 _warned_skips: set = set()
+START_TIMEOUT = 600.0  # seconds building and resetting an environment may take (unless step_timeout is 0)
 PARALLEL_START = frozenset({"scienceworld"})
 
 
 def _start(episode: Episode, make_env: Callable[[dict], Any]) -> None:
     from lm_eval_acbench.envs.base import EnvUnavailable
 
-    timeout = episode.settings.step_timeout
+    # starting may launch a server (ScienceWorld's JVM), slow on a loaded machine: at least START_TIMEOUT
+    timeout = max(episode.settings.step_timeout, START_TIMEOUT) if episode.settings.step_timeout else 0.0
     try:
         episode.env = _call_with_timeout(make_env, timeout, episode.record)
-        episode.observation = str(_call_with_timeout(episode.env.reset, timeout))
+        episode.observation = episode.first_observation = str(_call_with_timeout(episode.env.reset, timeout))
         episode.initial_progress = float(_call_with_timeout(episode.env.progress, timeout))
         episode.best = episode.initial_progress
     except EnvUnavailable as exc:
@@ -241,10 +260,9 @@ def _start(episode: Episode, make_env: Callable[[dict], Any]) -> None:
         if key not in _warned_skips:
             _warned_skips.add(key)
             log.warning("acbench_realworld_%s skipped: %s", episode.record.get("env"), exc)
-    except Exception as exc:  # a broken environment fails its own episode only
+    except Exception as exc:  # a broken environment fails its own episode only (logged per cause)
         episode.error = f"{type(exc).__name__}: {exc}"
         episode.end_reason = f"environment failed to start: {episode.error}"
-        log.warning("episode %s: %s", episode.record.get("id"), episode.end_reason)
 
 
 def _advance(episode: Episode, prompt: str, output: str) -> None:
@@ -266,6 +284,12 @@ def _advance(episode: Episode, prompt: str, output: str) -> None:
     progress = float(result.progress)
     episode.best = max(episode.best, progress)
     entry.update(observation=result.observation, valid=bool(result.valid), progress=progress)
+    native = getattr(episode.env, "native_progress", None)
+    if callable(native):  # the environment's own measure, kept beside AgentBoard's
+        try:
+            entry["native_progress"] = float(native())
+        except Exception:  # noqa: BLE001 - a side metric never ends the episode
+            pass
     episode.steps.append(entry)
     episode.history.append((action, result.observation))
     episode.observation = result.observation
@@ -313,6 +337,10 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
         with ThreadPoolExecutor(max_workers=min(8, len(slow)), thread_name_prefix="acbench-env-start") as pool:
             list(pool.map(lambda episode: _start(episode, make_env), slow))
     stats["env_seconds"] += time.perf_counter() - tick
+    failed = Counter((e.record.get("env"), e.error) for e in episodes if e.error)
+    for (env_name, error), count in sorted(failed.items(), key=str):
+        log.warning("acbench_realworld_%s: %d of %d episodes failed to start: %s", env_name, count,
+                    sum(1 for e in episodes if e.record.get("env") == env_name), error)
 
     number = {id(e): i for i, e in enumerate(episodes)}  # identity: equal episodes stay apart
     while True:
@@ -321,12 +349,8 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
             break
         log.info("acbench episodes: step %d, %d of %d episodes live", stats["model_calls"] + 1, len(live), len(episodes))
         tick = time.perf_counter()
-        requests = [
-            StepRequest(build_messages(e.env.instructions, e.env.goal, e.history, e.observation, e.settings.memory,
-                                       system_instruction), list(getattr(e.env, "tools", []) or []), e.gen_kwargs,
-                        episode=number[id(e)], step=len(e.steps) + 1)
-            for e in live
-        ]
+        requests = [StepRequest(_step_messages(e, system_instruction), list(getattr(e.env, "tools", []) or []),
+                                e.gen_kwargs, episode=number[id(e)], step=len(e.steps) + 1) for e in live]
         prompts = [render(request) for request in requests]
         stats["env_seconds"] += time.perf_counter() - tick
         tick = time.perf_counter()
@@ -390,12 +414,41 @@ def patch_evaluator(module) -> None:
         bound = bound_signature.bind(*args, **kwargs)
         bound.apply_defaults()
         lm = bound.arguments["lm"]
-        with _episode_aware(lm, bound.arguments.get("apply_chat_template"), bound.arguments.get("system_instruction")):
-            return original(*args, **kwargs)
+        from lm_eval_acbench import run_args
+
+        # tasks see only bool(--apply_chat_template); a template's name is kept for them here
+        with run_args.recorded(chat_template=bound.arguments.get("apply_chat_template")):
+            with _episode_aware(lm, bound.arguments.get("apply_chat_template"),
+                                bound.arguments.get("system_instruction")):
+                return original(*args, **kwargs)
 
     evaluate._acbench_episodes = True  # type: ignore[attr-defined]
     module.evaluate = evaluate
+    _record_gen_kwargs(module)
     _state["patched"] = True
+
+
+def _record_gen_kwargs(module) -> None:
+    """Wrap ``simple_evaluate`` so data-set builders see ``--gen_kwargs`` (see run_args.py)."""
+    import inspect
+
+    original = getattr(module, "simple_evaluate", None)
+    if original is None or getattr(original, "_acbench_run_args", False):
+        return
+    signature = inspect.signature(original)
+    if "gen_kwargs" not in signature.parameters:
+        return
+
+    @functools.wraps(original)
+    def simple_evaluate(*args, **kwargs):
+        from lm_eval_acbench import run_args
+
+        bound = signature.bind_partial(*args, **kwargs)
+        with run_args.recorded(gen_kwargs=bound.arguments.get("gen_kwargs")):
+            return original(*args, **kwargs)
+
+    simple_evaluate._acbench_run_args = True  # type: ignore[attr-defined]
+    module.simple_evaluate = simple_evaluate
 
 
 def require_loop() -> None:
@@ -471,14 +524,19 @@ def lm_policy(lm, original, chat: bool, origins: Sequence[tuple] | None = None
     def render(request: StepRequest):
         if not chat:
             return render_plain(request.messages)
-        tokenizer = getattr(lm, "tokenizer", None)
-        template_args = getattr(lm, "chat_template_args", None)
-        if request.tools and tokenizer is not None and isinstance(template_args, dict):
-            try:  # chat templates that take tools get them as schemas too
-                return tokenizer.apply_chat_template(request.messages, tools=request.tools, tokenize=False,
-                                                     add_generation_prompt=True, **template_args)
-            except Exception:  # noqa: BLE001 - template without tools support: prompt text has them
-                pass
+        from lm_eval_acbench import prompting
+
+        if prompting.renders_locally(lm, lm.apply_chat_template):
+            # chat.py's role fallbacks: a template that rejects the system role gets it folded
+            # into the user turn (lm-eval's own apply_chat_template would drop it, and with it
+            # the instructions and the action list)
+            from lm_eval_acbench.chat import render_messages, template_uses_tools
+
+            kwargs = prompting.template_kwargs(lm)
+            # the instructions already describe the tools: schemas only for templates that take them
+            tools = request.tools if request.tools and template_uses_tools(lm.tokenizer, kwargs) else None
+            return render_messages(request.messages, tools=tools, tokenizer=lm.tokenizer,
+                                   template_kwargs=kwargs).text
         return lm.apply_chat_template(request.messages, add_generation_prompt=True)
 
     rendered: dict[int, Any] = {}
@@ -496,15 +554,10 @@ def lm_policy(lm, original, chat: bool, origins: Sequence[tuple] | None = None
 
 
 def loggable_prompt(prompt: Any) -> str:
-    """The prompt as text for the transcript. The API chat models' ``apply_chat_template``
-    returns no string but lm-eval's ``JsonChatStr`` (a NamedTuple holding the messages as JSON,
-    which ``json.dumps`` would write as a one-element list) or the message list itself."""
-    if isinstance(prompt, str):
-        return prompt
-    text = getattr(prompt, "prompt", None)
-    if isinstance(text, str):
-        return text
-    return json.dumps(prompt, ensure_ascii=False, default=str)
+    """The prompt as text for the transcript (lm-eval's ``JsonChatStr`` as its JSON)."""
+    from lm_eval_acbench.prompting import loggable
+
+    return loggable(prompt)
 
 
 def _generate_until(lm, original, chat: bool, system_instruction, requests, *args, **kwargs):
@@ -512,6 +565,45 @@ def _generate_until(lm, original, chat: bool, system_instruction, requests, *arg
     mine = [i for i, r in enumerate(requests) if isinstance(getattr(r, "doc", None), dict) and EPISODE_FIELD in r.doc]
     if not mine:
         return original(requests, *args, **kwargs)
+    if int(getattr(lm, "data_parallel_size", 1) or 1) > 1:
+        # lm-eval's vllm starts new Ray workers and loads the model again on every call: once
+        # per episode step here
+        raise RuntimeError(
+            "acbench_realworld: vllm with data_parallel_size > 1 would reload the model on every "
+            "episode step; use data_parallel_size=1 (tensor_parallel_size as needed), or serve the "
+            "model with `vllm serve --data-parallel-size N` and run --model local-chat-completions"
+        )
+    with _batch_size_detected_once(lm):
+        return _run_episode_requests(lm, original, chat, system_instruction, requests, mine, *args, **kwargs)
+
+
+class _batch_size_detected_once:
+    """``--batch_size auto`` on hf: detect once for the whole episode call, not once per step.
+
+    lm-eval's HFLM detects the batch size at every ``generate_until`` call (full-length forward
+    passes, and an all-gather across processes under ``accelerate launch``, where ranks run
+    different numbers of steps and would hang). Here it is detected once, on every rank alike,
+    and the model runs at that fixed size until the call returns."""
+
+    def __init__(self, lm) -> None:
+        self.lm = lm
+        self.active = getattr(lm, "batch_size_per_gpu", None) == "auto" and callable(
+            getattr(lm, "_detect_batch_size", None))
+
+    def __enter__(self):
+        if self.active:
+            detected = int(self.lm._detect_batch_size())
+            log.info("acbench episodes: batch size %d (detected once for all steps)", detected)
+            self.lm.batch_size_per_gpu = detected
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            self.lm.batch_size_per_gpu = "auto"
+        return False
+
+
+def _run_episode_requests(lm, original, chat: bool, system_instruction, requests, mine, *args, **kwargs):
     results: list = [None] * len(requests)
     mine_set = set(mine)
     others = [i for i in range(len(requests)) if i not in mine_set]

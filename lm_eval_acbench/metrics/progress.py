@@ -66,18 +66,27 @@ def score_transcript(transcript: Mapping) -> dict[str, float]:
     """Re-score an episode transcript (as the samples log stores it: per-step records under ``trajectory``).
 
     Returns ``progress_rate`` = max progress over the steps (and the initial state),
-    ``success_rate`` = 1 if that maximum is 1, ``steps`` = number of steps taken and
-    ``invalid_actions`` = number of steps whose action the environment rejected.
+    ``success_rate`` = 1 if that maximum is 1, ``steps`` = number of steps taken,
+    ``invalid_actions`` = number of steps whose action the environment rejected,
+    ``env_error_rate`` = 1 when the environment failed to start or broke (``error`` set), and,
+    when the steps carry the environment's own measure, ``native_progress_rate`` = its maximum.
     """
     steps = transcript.get("trajectory") or []
+    if not isinstance(steps, list):
+        steps = []
     trace = [step.get("progress", 0.0) for step in steps if isinstance(step, Mapping)]
     initial = transcript.get("initial_progress", 0.0)
-    return {
+    out = {
         "progress_rate": episode_progress(trace, initial),
         "success_rate": episode_success(trace, initial),
         "steps": float(len(steps)),
         "invalid_actions": float(sum(1 for step in steps if isinstance(step, Mapping) and not step.get("valid", True))),
+        "env_error_rate": 1.0 if transcript.get("error") else 0.0,
     }
+    native = [step["native_progress"] for step in steps if isinstance(step, Mapping) and "native_progress" in step]
+    if native:
+        out["native_progress_rate"] = episode_progress(native, transcript.get("initial_native_progress", 0.0))
+    return out
 
 
 def mean(values: Iterable[float]) -> float:
@@ -178,3 +187,26 @@ def regex_progress_trace(observations: Iterable, patterns: Sequence[str],
         has_won = has_won or (step < len(won_flags) and bool(won_flags[step]))
         trace.append(alfworld_progress(matched, has_won))
     return trace
+
+
+# ---- AgentBoard's BabyAI subgoals --------------------------------------------------------------
+MAX_OBSERVATION_CHARS = 20_000
+
+
+def babyai_subgoal_hit(observation, pattern) -> bool:
+    """AgentBoard's BabyAI rule for one subgoal: the pattern, split at ``**`` (or ``*`` when it
+    has no ``**``), each piece stripped of dots, matches when some sentence of the observation
+    (the text split at ".") contains every piece. Pieces keep their inner spaces. Non-strings
+    match nothing; the observation is cut to :data:`MAX_OBSERVATION_CHARS`."""
+    if not isinstance(observation, str) or not isinstance(pattern, str):
+        return False
+    pattern = pattern.strip()
+    pieces = [piece.strip(".") for piece in pattern.split("**" if "**" in pattern else "*")]
+    return any(all(piece in sentence for piece in pieces)
+               for sentence in observation[:MAX_OBSERVATION_CHARS].split("."))
+
+
+def babyai_subgoal_matches(observation, patterns: Sequence) -> list[bool]:
+    """For each pattern, :func:`babyai_subgoal_hit`. AgentBoard consumes the first matching
+    remaining subgoal per step, so ``progress = consumed / len(subgoals)``."""
+    return [babyai_subgoal_hit(observation, pattern) for pattern in patterns]
