@@ -191,7 +191,7 @@ def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """The data set's metric (max over gold answers), as ``score`` and under its own name."""
     dataset = doc["dataset"]
     metric = DATASETS[dataset][0]
-    prediction = results[0] if results else ""
+    prediction = results[0] if results and isinstance(results[0], str) else ""
     value = scoring.best_over_golds(
         dataset, metric, prediction, data.doc_json(doc, "answers", []), data.doc_json(doc, "all_classes", [])
     )

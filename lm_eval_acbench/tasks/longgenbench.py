@@ -162,8 +162,9 @@ def doc_to_target(doc: dict) -> str:
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """Label-aligned prompt accuracy (``acc``, also ``score``), the original zip rule, diagnostics."""
-    response = results[0] if results else ""
-    golds = [str(g) for g in data.doc_json(doc, "golds", [])]
+    response = results[0] if results and isinstance(results[0], str) else ""
+    golds = data.doc_json(doc, "golds", [])
+    golds = golds if isinstance(golds, list) else []
     kind = "number" if doc["subset"] == "gsm8k" else "letter"
     aligned = scoring.align(response, golds, kind)
     return {

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 BENCHMARK = "agentboard"
 HUB_ID = "hkust-nlp/agentboard"
+# A transcript is at most max_steps steps of prompts, outputs and observations; a bigger answer
+# is not one (and decoding it would take seconds).
+MAX_TRANSCRIPT_CHARS = 5_000_000
 LOOP_KEYS = ("max_steps", "memory", "max_invalid", "step_timeout", "log_prompts")
 
 # env name -> AgentBoard's data folder name
@@ -192,14 +195,29 @@ def process_results(doc: dict, results: list) -> dict[str, float]:
     from lm_eval_acbench.metrics.progress import score_transcript
 
     raw = results[0] if results else ""
-    try:
-        transcript = json.loads(raw)
-    except (TypeError, json.JSONDecodeError):
-        transcript = None
-    if not isinstance(transcript, dict) or "trajectory" not in transcript:
-        require_loop()
-        raise RuntimeError("acbench_realworld: the model's answer is not an episode transcript; "
-                           "the episode loop did not handle this request")
+    transcript, problem = decode_transcript(raw)
+    if transcript is None:
+        require_loop()  # no loop in this process: a setup error, said as such
+        # The loop ran but its answer is not a transcript: scored 0, the reason in the log.
+        log.warning("acbench_realworld %s: %s; scored 0", doc.get("id"), problem)
+        doc["acbench_verdict"] = {"reason": problem}
+        return {"progress_rate": 0.0, "success_rate": 0.0, "steps": 0.0, "invalid_actions": 0.0}
     if transcript.get("skipped"):
         return {"skipped": 1.0}
     return score_transcript(transcript)
+
+
+def decode_transcript(raw) -> tuple[dict | None, str]:
+    """(transcript, "") from the loop's answer, or (None, why not): not text, longer than
+    :data:`MAX_TRANSCRIPT_CHARS`, not JSON, nested too deep, or no ``trajectory``."""
+    if not isinstance(raw, str):
+        return None, f"the answer is a {type(raw).__name__}, not an episode transcript"
+    if len(raw) > MAX_TRANSCRIPT_CHARS:
+        return None, f"the answer is longer than {MAX_TRANSCRIPT_CHARS} characters"
+    try:
+        transcript = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # ValueError: also an int over the digit limit
+        return None, f"the answer is not an episode transcript ({type(exc).__name__})"
+    if not isinstance(transcript, dict) or "trajectory" not in transcript:
+        return None, "the answer is not an episode transcript (no trajectory)"
+    return transcript, ""

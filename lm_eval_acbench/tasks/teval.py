@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_acbench import data
+from lm_eval_acbench.logsafe import log_safe
 from lm_eval_acbench.metrics import teval_scores as ts
 from lm_eval_acbench.tasks.rendered import RenderedMessagesTask
 
@@ -159,7 +160,9 @@ def _plan_cosines(pred: list[dict], gold: list[dict], embedding_model: str | Non
 
 
 def _gold(doc: dict) -> Any:
-    return data.doc_json(doc, "ground_truth")
+    """The item's ground truth; a value JSON cannot hold (not from a data file) counts as none."""
+    gold = data.doc_json(doc, "ground_truth")
+    return gold if isinstance(gold, (str, dict, list, int, float, bool)) else None
 
 
 def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dict:
@@ -172,7 +175,7 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
         return {"score": parts["score"], "parsed": parts["parsed"], "detail": parts}
     if dimension == "review":
         letter = ts.review_letter(output)
-        gold_letter = gold_dict.get("answer") if gold_dict else str(gold or "").strip()[:1]
+        gold_letter = gold_dict.get("answer") if gold_dict else ts.as_text(gold or "").strip()[:1]
         return {
             "score": ts.review_score(output, gold_letter),
             "parsed": letter is not None,
@@ -182,7 +185,8 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
         if fmt == "json":
             pred = ts.parse_plan_json(output)
         else:
-            meta = data.doc_json(doc, "meta_data", {}) or {}
+            meta = data.doc_json(doc, "meta_data", {})
+            meta = meta if isinstance(meta, dict) else {}
             pred = ts.parse_plan_str(output, meta.get("API_list") or [])
         gold_plan = ts.drop_finish(ts.normalise_plan(gold) or [])
         pred = ts.drop_finish(pred)
@@ -199,10 +203,10 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
             return {"score": 0.0, "parsed": False, "detail": {"reason": "response is not a JSON object"}}
         if dimension == "reason":
             value = ts.thought_score(
-                _cosines([(pred["thought"], str(gold_rru.get("thought", "")))], embedding_model)[0]
+                _cosines([(pred["thought"], ts.as_text(gold_rru.get("thought", "")))], embedding_model)[0]
             )
         elif dimension == "retrieve":
-            value = ts.retrieve_json(pred["name"], str(gold_rru.get("name", "")))
+            value = ts.retrieve_json(pred["name"], ts.as_text(gold_rru.get("name", "")))
         else:
             gold_args = gold_rru.get("args", {})
             if isinstance(gold_args, str):
@@ -212,10 +216,10 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
     text = ts.clean_response(output)
     if dimension == "reason":
         value = ts.thought_score(
-            _cosines([(text, str(gold_dict.get("thought", gold or "")))], embedding_model)[0]
+            _cosines([(text, ts.as_text(gold_dict.get("thought", gold or "")))], embedding_model)[0]
         )
     elif dimension == "retrieve":
-        value = ts.retrieve_str(text, str(gold_dict.get("name", gold or "")))
+        value = ts.retrieve_str(text, ts.as_text(gold_dict.get("name", gold or "")))
     else:
         value = ts.understand_str(text, gold_dict.get("args", gold) if gold_dict else gold)
     return {"score": value, "parsed": bool(text), "detail": {}}
@@ -250,4 +254,5 @@ class TEvalTask(RenderedMessagesTask):
 
 
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+    """The value as the samples log can hold it (see :mod:`lm_eval_acbench.logsafe`)."""
+    return log_safe(value)
