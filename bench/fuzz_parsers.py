@@ -2,8 +2,9 @@
 
 Drives ``--n`` inputs (default 100,000) from the seeded generator of ``tests/fuzz_harness.py``
 through each target and prints, per target: inputs, crashes (an exception, a non-finite metric,
-or a record lm-eval's samples-log encoder cannot write), the slowest input's time and its kind,
-and the smallest crashing input. An audit hook counts any input that executes code, starts a
+or a record lm-eval's samples-log encoder cannot write), the slowest input's time and its kind
+(an input over 0.5 s is timed three times and counts with its fastest time: the machine is
+shared), and the smallest crashing input. An audit hook counts any input that executes code, starts a
 process or opens a file for writing while a target runs (column ``audit``).
 
     PYTHONPATH=$PWD nice -n 10 .venv/bin/python bench/fuzz_parsers.py [--n 100000] [--seed 0]
@@ -30,6 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import fuzz_harness as fh  # noqa: E402
 
 LIMIT_S = 1.0
+# The machine is shared: an input that takes RETIME_S or more is timed twice more and its time
+# is the minimum of the three (a contention spike is not the input's cost; a slow input stays slow).
+RETIME_S = 0.5
 ABORT_S = 10  # an input still running after this long is stopped (where Python can stop it) and counted
 
 
@@ -72,6 +76,22 @@ def _short(value, width: int = 60) -> str:
     return text if len(text) <= width else f"{text[:width - 20]}...({_size(value)} chars)"
 
 
+def _time_once(target: fh.Target, value) -> float:
+    """One more timed call (the audit hook armed); any failure was already counted."""
+    _audit["armed"] = True
+    signal.alarm(ABORT_S)
+    started = time.perf_counter()
+    try:
+        fh.check(target, value)
+    except Exception:
+        pass
+    finally:
+        elapsed = time.perf_counter() - started
+        signal.alarm(0)
+        _audit["armed"] = False
+    return elapsed
+
+
 def run_target(target: fh.Target, n: int, inputs: list) -> dict:
     crashes, slowest, slowest_kind, smallest = 0, 0.0, "", None
     first_error = ""
@@ -94,6 +114,8 @@ def run_target(target: fh.Target, n: int, inputs: list) -> dict:
             elapsed = time.perf_counter() - started
             signal.alarm(0)
             _audit["armed"] = False
+        if elapsed >= RETIME_S and failed is None:
+            elapsed = min(elapsed, *(_time_once(target, value) for _ in range(2)))
         if elapsed > slowest:
             slowest, slowest_kind = elapsed, kind
         if failed is not None:

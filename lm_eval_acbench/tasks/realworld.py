@@ -197,11 +197,11 @@ def process_results(doc: dict, results: list) -> dict[str, float]:
     raw = results[0] if results else ""
     transcript, problem = decode_transcript(raw)
     if transcript is None:
-        require_loop()  # no loop in this process: a setup error, said as such
-        # The loop ran but its answer is not a transcript: scored 0, the reason in the log.
-        log.warning("acbench_realworld %s: %s; scored 0", doc.get("id"), problem)
-        doc["acbench_verdict"] = {"reason": problem}
-        return {"progress_rate": 0.0, "success_rate": 0.0, "steps": 0.0, "invalid_actions": 0.0}
+        # Only the episode loop answers these requests, always with a transcript: anything else
+        # means the loop was bypassed, and no score would be true. One clear line, never a
+        # RecursionError from a deep answer.
+        require_loop()
+        raise RuntimeError(f"acbench_realworld: {problem}; the episode loop did not handle this request")
     if transcript.get("skipped"):
         return {"skipped": 1.0}
     return score_transcript(transcript)
@@ -213,7 +213,7 @@ def decode_transcript(raw) -> tuple[dict | None, str]:
     if not isinstance(raw, str):
         return None, f"the answer is a {type(raw).__name__}, not an episode transcript"
     if len(raw) > MAX_TRANSCRIPT_CHARS:
-        return None, f"the answer is longer than {MAX_TRANSCRIPT_CHARS} characters"
+        return None, f"the answer is longer than {MAX_TRANSCRIPT_CHARS} characters, not an episode transcript"
     try:
         transcript = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # ValueError: also an int over the digit limit

@@ -159,9 +159,18 @@ def _plan_cosines(pred: list[dict], gold: list[dict], embedding_model: str | Non
     return names, args
 
 
+def _field(doc: dict, key: str, default: Any = None) -> Any:
+    """A record field (decoded from JSON); one longer than ``ts.MAX_CHARS`` characters, which no
+    T-Eval file holds, counts as missing rather than being decoded."""
+    raw = doc.get(key, default)
+    if isinstance(raw, str) and len(raw) > ts.MAX_CHARS:
+        return default
+    return data.doc_json(doc, key, default)
+
+
 def _gold(doc: dict) -> Any:
     """The item's ground truth; a value JSON cannot hold (not from a data file) counts as none."""
-    gold = data.doc_json(doc, "ground_truth")
+    gold = _field(doc, "ground_truth")
     return gold if isinstance(gold, (str, dict, list, int, float, bool)) else None
 
 
@@ -171,7 +180,7 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
     gold = _gold(doc)
     gold_dict = gold if isinstance(gold, dict) else {}
     if dimension == "instruct":
-        parts = ts.instruct_score(output, gold_dict, data.doc_json(doc, "template", {}), fmt)
+        parts = ts.instruct_score(output, gold_dict, _field(doc, "template", {}), fmt)
         return {"score": parts["score"], "parsed": parts["parsed"], "detail": parts}
     if dimension == "review":
         letter = ts.review_letter(output)
@@ -185,7 +194,7 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
         if fmt == "json":
             pred = ts.parse_plan_json(output)
         else:
-            meta = data.doc_json(doc, "meta_data", {})
+            meta = _field(doc, "meta_data", {})
             meta = meta if isinstance(meta, dict) else {}
             pred = ts.parse_plan_str(output, meta.get("API_list") or [])
         gold_plan = ts.drop_finish(ts.normalise_plan(gold) or [])
