@@ -284,15 +284,19 @@ def _rotating(docs: list[dict]) -> Callable[[], dict]:
     return next_doc
 
 
-def _task_target(name: str, task) -> Target:
-    next_doc = _rotating([dict(d) for d in task.test_docs()])
+def _hook_on_docs(next_doc: Callable[[], dict], hook: Callable[[dict, list], Any]) -> Callable[[Any], tuple[Any, Any]]:
+    """A target call: ``hook(doc, [value])`` on the next doc; the doc is what gets logged."""
 
     def call(value):
         doc = next_doc()
-        metrics = task.process_results(doc, [value])
-        return metrics, doc
+        return hook(doc, [value]), doc
 
-    return Target(f"{name}.process_results", "model output", call, logged=True)
+    return call
+
+
+def _task_target(name: str, task) -> Target:
+    next_doc = _rotating([dict(d) for d in task.test_docs()])
+    return Target(f"{name}.process_results", "model output", _hook_on_docs(next_doc, task.process_results), logged=True)
 
 
 def targets(select: str | None = None, with_tasks: bool = True) -> list[Target]:
@@ -396,11 +400,7 @@ def targets(select: str | None = None, with_tasks: bool = True) -> list[Target]:
                         "all_classes": json.dumps([str(c) for c in row.get("all_classes") or []])})
     next_lb = _rotating(lb_docs)
 
-    def longbench_results(value):
-        doc = next_lb()
-        return longbench.process_results(doc, [value]), doc
-
-    add("longbench.process_results", "model output", longbench_results, logged=True)
+    add("longbench.process_results", "model output", _hook_on_docs(next_lb, longbench.process_results), logged=True)
 
     def longbench_golds(value):
         doc = next_lb()
@@ -416,11 +416,8 @@ def targets(select: str | None = None, with_tasks: bool = True) -> list[Target]:
         doc["questions"] = json.dumps(doc["questions"])
     next_lgb = _rotating(lgb_docs)
 
-    def longgenbench_results(value):
-        doc = next_lgb()
-        return longgenbench.process_results(doc, [value]), doc
-
-    add("longgenbench.process_results", "model output", longgenbench_results, logged=True)
+    add("longgenbench.process_results", "model output", _hook_on_docs(next_lgb, longgenbench.process_results),
+        logged=True)
 
     def longgenbench_golds(value):
         kind = "number" if next_lgb()["subset"] == "gsm8k" else "letter"
