@@ -4,10 +4,19 @@ Streams the logs shard by shard (a small cache of decoded shards), so memory doe
 the log except for the per-position energies (8 bytes per position and model, kept because
 the Wasserstein-1 distance and the KS statistic need every value) and one row per sequence.
 
-Runs are lined up by record key (``task|doc_id|request_type|request_idx``). They are refused
-(:class:`RunMismatch`) when the tokenizers differ, when a key's prompt differs (different input
-token ids), or when keys are missing on either side, unless ``allow_partial=True``, in which case
-only the common keys are analysed and the summary says how many were left out.
+Runs are lined up by record key (``logio.make_key``: task, document, request, and for episode
+steps the episode and step). They are refused (:class:`RunMismatch`) when the tokenizers differ,
+when a key's prompt differs (different input token ids), or when keys are missing on either side,
+unless ``allow_partial=True``, in which case only the common keys with the same prompt are
+analysed and the summary says how many were left out (multi-turn episodes of two models diverge
+once their answers differ: later steps see other prompts).
+
+Within a record pair, positions past the prompt (the positions that chose generated tokens) are
+compared only while both models generated the same tokens (``logio.comparable_positions``).
+For top-k rank correlation the compressed model's logits at the base's top-k ids come from the
+compressed log's ``ref_ids``/``ref_logits`` when it was logged against this base (then every
+position is covered), else from its own top-K (positions where a base top-k token is outside it
+are not scored and counted in ``not_covered_share``).
 """
 
 from __future__ import annotations
@@ -70,9 +79,11 @@ def match_runs(base: Path, comp: Path, *, allow_partial: bool = False, label: st
     only_c = merged.loc[merged["_merge"] == "right_only", "key"].tolist()
     both = merged[merged["_merge"] == "both"]
     differ = both.loc[both["prompt_hash_b"] != both["prompt_hash_c"], "key"].tolist()
-    if differ:
+    if differ and not allow_partial:
         raise RunMismatch(f"{label}: {len(differ)} keys have different prompts (input token ids): "
-                          f"{_fmt_keys(differ)}")
+                          f"{_fmt_keys(differ)} (pass allow_partial / --allow-partial to analyse the "
+                          "keys with the same prompt)")
+    both = both[both["prompt_hash_b"] == both["prompt_hash_c"]]
     if (only_b or only_c) and not allow_partial:
         parts = []
         if only_b:
@@ -84,7 +95,8 @@ def match_runs(base: Path, comp: Path, *, allow_partial: bool = False, label: st
     if both.empty:
         raise RunMismatch(f"{label}: no common keys with the base log")
     overlap = {"n_common": int(len(both)), "n_only_base": len(only_b), "n_only_compressed": len(only_c),
-               "only_base_keys": sorted(only_b)[:20], "only_compressed_keys": sorted(only_c)[:20]}
+               "n_different_prompt": len(differ), "only_base_keys": sorted(only_b)[:20],
+               "only_compressed_keys": sorted(only_c)[:20], "different_prompt_keys": sorted(differ)[:20]}
     return meta_b, meta_c, both, overlap
 
 
@@ -117,17 +129,25 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
     common = common.sort_values(["shard_b", "row_b"])
     seq_rows, e_base, e_comp = [], [], []
     acc = {k: np.zeros((4, 0)) for k in ks}  # per window position: tau_sum, tau_n, rho_sum, rho_n
+    e_acc = np.zeros((3, 0))  # per window position: base energy sum, compressed energy sum, n
     totals = {k: {"covered": 0, "positions": 0} for k in ks}
     n_positions = 0
+    n_ref = 0
     with _one_blas_thread():
         for shard_b, group in common.groupby("shard_b", sort=False):
             items = []
             for row_b, shard_c, row_c, key in zip(group["row_b"], group["shard_c"], group["row_c"], group["key"]):
                 rb = cache_b.get(shard_b, int(row_b))
                 rcm = cache_c.get(shard_c, int(row_c))
-                pos, ib, ic = np.intersect1d(rb["positions"], rcm["positions"], return_indices=True)
+                pos, ib, ic = logio.comparable_positions(rb["positions"], rb["generated_ids"], rcm["positions"],
+                                                         rcm["generated_ids"], len(rb["input_ids"]))
                 if pos.size == 0:
                     continue
+                c_ids, c_val = rcm["topk_ids"][ic], rcm["topk_logits"][ic]
+                if "ref_ids" in rcm:  # logged at the base's top-K ids: exact at every position
+                    c_ids = np.concatenate([c_ids, rcm["ref_ids"][ic]], axis=1)
+                    c_val = np.concatenate([c_val, rcm["ref_logits"][ic]], axis=1)
+                    n_ref += 1
                 # ERank over the (capped) common positions: principal sub-matrix of each raw Gram
                 cap_pos = _cap(pos, max_n)
                 sel_b, sel_c = ib[-cap_pos.size:], ic[-cap_pos.size:]
@@ -138,16 +158,17 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
                     "key": key, "task": rb["task"], "n": int(pos.size), "n_erank": int(cap_pos.size),
                     "erank_b": erank_cache[ck], "erank_c": er.erank_from_gram(rcm["gram"][np.ix_(sel_c, sel_c)]),
                     "b_ids": rb["topk_ids"][ib], "b_val": rb["topk_logits"][ib],
-                    "c_ids": rcm["topk_ids"][ic], "c_val": rcm["topk_logits"][ic],
+                    "c_ids": c_ids, "c_val": c_val,
                     "eb": en.energy_from_lse(rb["lse"][ib, tb], temperature),
                     "ec": en.energy_from_lse(rcm["lse"][ic, tc], temperature)})
             if not items:
                 continue
             # one vectorised rank-correlation call per shard, split back per record
+            width = max(it["c_ids"].shape[1] for it in items)
             corr = rc.topk_rank_correlation(np.concatenate([it["b_ids"] for it in items]),
                                             np.concatenate([it["b_val"] for it in items]),
-                                            np.concatenate([it["c_ids"] for it in items]),
-                                            np.concatenate([it["c_val"] for it in items]), ks=ks)
+                                            np.concatenate([_pad_ids(it["c_ids"], width) for it in items]),
+                                            np.concatenate([_pad_vals(it["c_val"], width) for it in items]), ks=ks)
             offset = 0
             for it in items:
                 n = it["n"]
@@ -170,6 +191,11 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
                     acc[k][2, :n] += np.where(fr, rho, 0.0)
                     acc[k][3, :n] += fr
                 offset += n
+                if e_acc.shape[1] < n:
+                    e_acc = np.pad(e_acc, ((0, 0), (0, n - e_acc.shape[1])))
+                e_acc[0, :n] += it["eb"]
+                e_acc[1, :n] += it["ec"]
+                e_acc[2, :n] += 1
                 e_base.append(it["eb"])
                 e_comp.append(it["ec"])
                 row["energy_base_mean"] = float(it["eb"].mean())
@@ -184,6 +210,10 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
             pos_rows.append({"pair": label, "k": k, "position": j,
                              "tau_mean": s[0] / s[1] if s[1] else float("nan"), "tau_n": int(s[1]),
                              "rho_mean": s[2] / s[3] if s[3] else float("nan"), "rho_n": int(s[3])})
+    energy_rows = [{"pair": label, "position": j, "n": int(e_acc[2, j]),
+                    "energy_base_mean": e_acc[0, j] / e_acc[2, j], "energy_compressed_mean": e_acc[1, j] / e_acc[2, j],
+                    "mean_shift": (e_acc[1, j] - e_acc[0, j]) / e_acc[2, j]}
+                   for j in range(e_acc.shape[1]) if e_acc[2, j]]
     eb_all = np.array([r["erank_base"] for r in seq_rows])
     ec_all = np.array([r["erank_compressed"] for r in seq_rows])
     rank_summary = {}
@@ -202,10 +232,20 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
     summary = {
         "label": label, "path": str(comp), "model": meta_c.get("model"), "overlap": overlap,
         "positions": int(n_positions), "sequences": len(seq_rows),
+        "sequences_logged_at_base_topk": int(n_ref),
         "erank": er.diff_erank(eb_all, ec_all), "rank_correlation": rank_summary,
         "energy": en.energy_shift(e_base, e_comp),
     }
+    summary["_energy_per_position"] = energy_rows
     return summary, seq_rows, pos_rows, (e_base, e_comp)
+
+
+def _pad_ids(ids: np.ndarray, width: int) -> np.ndarray:
+    return np.pad(ids, ((0, 0), (0, width - ids.shape[1])), constant_values=-1)
+
+
+def _pad_vals(vals: np.ndarray, width: int) -> np.ndarray:
+    return np.pad(np.asarray(vals, dtype=np.float64), ((0, 0), (0, width - vals.shape[1])), constant_values=np.nan)
 
 
 def _one_blas_thread():
@@ -245,7 +285,8 @@ def analyze_runs(base: Path, compressed: dict, out: Path, *, ks=DEFAULT_KS, max_
     correlation per k with the share of positions not covered by the compressed top-K, energy
     mean shift / Wasserstein-1 / KS, and the key overlap), ``per_sequence.csv``,
     ``per_position.csv`` (mean tau/rho per k and position in the logged window) and
-    ``energy_<label>.npz`` (the paired base/compressed energies, for the histograms).
+    ``energy_per_position.csv`` (mean base/compressed energy per position in the logged window)
+    and ``energy_<label>.npz`` (the paired base/compressed energies, for the histograms).
     """
     import pandas as pd
 
@@ -254,12 +295,13 @@ def analyze_runs(base: Path, compressed: dict, out: Path, *, ks=DEFAULT_KS, max_
     out.mkdir(parents=True, exist_ok=True)
     ks = tuple(sorted({int(k) for k in ks}))
     meta_b = logio.read_meta(base)
-    summaries, seq_frames, pos_frames = {}, [], []
+    summaries, seq_frames, pos_frames, energy_frames = {}, [], [], []
     erank_cache: dict = {}
     for label, path in compressed.items():
         summary, seq_rows, pos_rows, (eb, ec) = analyze_pair(
             base, Path(path), label=label, ks=ks, max_n=max_n, temperature=temperature,
             allow_partial=allow_partial, erank_cache=erank_cache)
+        energy_frames.append(pd.DataFrame(summary.pop("_energy_per_position")))
         summaries[label] = summary
         seq_frames.append(pd.DataFrame(seq_rows))
         pos_frames.append(pd.DataFrame(pos_rows))
@@ -280,6 +322,7 @@ def analyze_runs(base: Path, compressed: dict, out: Path, *, ks=DEFAULT_KS, max_
     if seq_frames:
         pd.concat(seq_frames, ignore_index=True).to_csv(out / "per_sequence.csv", index=False)
         pd.concat(pos_frames, ignore_index=True).to_csv(out / "per_position.csv", index=False)
+        pd.concat(energy_frames, ignore_index=True).to_csv(out / "energy_per_position.csv", index=False)
     return out
 
 

@@ -42,9 +42,12 @@ def load_results(folder: Path) -> tuple[dict, dict, list[str]]:
         return results, subtasks, [f"{folder}: no results_*.json"]
     for path in files:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
             notes.append(f"{path.name}: unreadable ({type(exc).__name__})")
+            continue
+        if not _is_results_file(data):
+            notes.append(f"{path.name}: unreadable (not an lm-eval results file)")
             continue
         for task, metrics in (data.get("results") or {}).items():
             results[task] = metrics
@@ -52,6 +55,67 @@ def load_results(folder: Path) -> tuple[dict, dict, list[str]]:
             results.setdefault(task, metrics)
         subtasks.update(data.get("group_subtasks") or {})
     return results, subtasks, notes
+
+
+def _is_results_file(data) -> bool:
+    """lm-eval's shape: ``results``/``groups`` map task -> metrics mapping; subtasks -> lists."""
+    if not isinstance(data, dict):
+        return False
+    for key in ("results", "groups"):
+        section = data.get(key) or {}
+        if not isinstance(section, dict) or not all(isinstance(m, dict) for m in section.values()):
+            return False
+    subtasks = data.get("group_subtasks") or {}
+    return isinstance(subtasks, dict) and all(isinstance(v, list) for v in subtasks.values())
+
+
+def read_analysis_summary(path: Path) -> dict:
+    """``summary.json`` of ``acbench analyze``, checked for every field the report reads; a
+    ValueError naming the file otherwise."""
+    try:
+        summary = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not readable JSON ({type(exc).__name__}: {exc})") from None
+    problem = _summary_problem(summary)
+    if problem:
+        raise ValueError(f"{path}: not an acbench analyze summary ({problem})")
+    return summary
+
+
+def _summary_problem(summary) -> str | None:
+    if not isinstance(summary, dict):
+        return f"expected a JSON object, got {type(summary).__name__}"
+    for key in ("base", "settings", "pairs", "erank_per_model", "energy_files"):
+        if not isinstance(summary.get(key, {}), dict):
+            return f"{key} is not an object"
+    for label, pair in summary.get("pairs", {}).items():
+        if not isinstance(pair, dict):
+            return f"pairs.{label} is not an object"
+        for key, fields in (("erank", ("erank_compressed", "diff_erank")),
+                            ("energy", ("mean_shift", "wasserstein1", "ks"))):
+            if not isinstance(pair.get(key), dict) or any(f not in pair[key] for f in fields):
+                return f"pairs.{label}.{key} lacks {', '.join(fields)}"
+        if "sequences" not in pair or "positions" not in pair:
+            return f"pairs.{label} lacks sequences/positions"
+        corr = pair.get("rank_correlation")
+        fields = ("tau_mean_over_positions", "rho_mean_over_positions", "not_covered_share")
+        if not isinstance(corr, dict) or not all(
+                isinstance(rc, dict) and all(f in rc for f in fields) for rc in corr.values()):
+            return f"pairs.{label}.rank_correlation entries lack {', '.join(fields)}"
+        if not isinstance(pair.get("overlap", {}), dict):
+            return f"pairs.{label}.overlap is not an object"
+    for label, name in summary.get("energy_files", {}).items():
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            return f"energy_files.{label} is not a file name in the analysis folder"
+    return None
+
+
+def _read_analysis_file(path: Path, read):
+    try:
+        return read(path)
+    except Exception as exc:  # pandas / numpy raise many types on a damaged file
+        raise ValueError(f"{path}: unreadable ({type(exc).__name__}: "
+                         f"{(str(exc).strip().splitlines() or [''])[0]})") from None
 
 
 def metric_values(metrics: dict) -> dict[str, float]:
@@ -72,7 +136,7 @@ def data_sources(folder: Path) -> dict[str, set[str]]:
     for path in _run_files(folder, "samples_*.jsonl"):
         task = path.name[len("samples_"):].rsplit("_", 1)[0]
         found = sources.setdefault(task, set())
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 if '"acbench_data_source"' not in line:
                     continue
@@ -247,44 +311,125 @@ def plot_erank(summary: dict, png: Path) -> Path:
     return png
 
 
-def plot_rank_correlation(per_position, png: Path) -> Path:
+def _panels(n: int, width: float = 4.2, height: float = 3.2, sharey: bool = True):
+    """One row of ``n`` panels (small multiples), at most 4 per row."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for (pair, k), part in per_position.groupby(["pair", "k"]):
-        part = part.sort_values("position")
-        axes[0].plot(part["position"], part["tau_mean"], marker=".", label=f"{pair} top-{k}")
-        axes[1].plot(part["position"], part["rho_mean"], marker=".", label=f"{pair} top-{k}")
-    for ax, name in zip(axes, ["Kendall tau-b", "Spearman rho"]):
-        ax.set_xlabel("position in logged window")
-        ax.set_title(f"{name} vs base top-k")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("mean correlation")
-    axes[1].legend(fontsize=7, loc="lower right")
+    cols = min(max(n, 1), 4)
+    rows = -(-max(n, 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), sharey=sharey, squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return plt, fig, flat[:max(n, 1)]
+
+
+def _save(plt, fig, png: Path) -> Path:
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
     return png
 
 
-def plot_energy(npz: Path, label: str, base_label: str, png: Path) -> Path:
+def plot_rank_correlation(per_position, png: Path) -> Path:
+    """Kendall tau-b (solid) and Spearman rho (dashed) against position, one panel per compressed
+    model, one colour per k."""
+    pairs = list(dict.fromkeys(per_position["pair"]))
+    plt, fig, axes = _panels(len(pairs))
+    colours = {}
+    for ax, pair in zip(axes, pairs):
+        for k, part in per_position[per_position["pair"] == pair].groupby("k"):
+            part = part.sort_values("position")
+            colour = colours.setdefault(k, f"C{len(colours)}")
+            ax.plot(part["position"], part["tau_mean"], color=colour, marker=".", ms=3, label=f"tau top-{k}")
+            ax.plot(part["position"], part["rho_mean"], color=colour, ls="--", lw=1, label=f"rho top-{k}")
+        ax.set_title(f"{pair} vs base: top-k rank correlation", fontsize=9)
+        ax.set_xlabel("position in logged window")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean over sequences")
+    axes[-1].legend(fontsize=7, loc="lower right", ncol=2)
+    return _save(plt, fig, png)
+
+
+def plot_energy_positions(frame, png: Path, base_label: str = "base") -> Path:
+    """Mean energy per position, base vs compressed, one panel per compressed model."""
+    pairs = list(dict.fromkeys(frame["pair"]))
+    plt, fig, axes = _panels(len(pairs))
+    for ax, pair in zip(axes, pairs):
+        part = frame[frame["pair"] == pair].sort_values("position")
+        ax.plot(part["position"], part["energy_base_mean"], label=base_label, lw=1.2)
+        ax.plot(part["position"], part["energy_compressed_mean"], label=pair, lw=1.2)
+        ax.set_title(f"energy vs position: {base_label} vs {pair}", fontsize=9)
+        ax.set_xlabel("position")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("mean energy  -logsumexp(z)")
+    return _save(plt, fig, png)
+
+
+def _hist(ax, a, b, labels):
     import numpy as np
 
-    plt = _plt()
-    data = np.load(npz)
-    a, b = data["base"], data["compressed"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    a = a[np.isfinite(a)]
+    b = b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        ax.text(0.5, 0.5, "no values", ha="center", transform=ax.transAxes)
+        return
     lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
     bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
-    ax.hist(a, bins=bins, alpha=0.55, label=base_label, density=True)
-    ax.hist(b, bins=bins, alpha=0.55, label=label, density=True)
-    ax.set_xlabel("energy  -T logsumexp(z/T)")
-    ax.set_ylabel("density")
-    ax.set_title(f"Energy: {base_label} vs {label}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+    ax.hist(a, bins=bins, alpha=0.55, label=labels[0], density=True)
+    ax.hist(b, bins=bins, alpha=0.55, label=labels[1], density=True)
+    ax.legend(fontsize=7)
+
+
+def plot_energy(npzs: dict, base_label: str, png: Path) -> Path:
+    """Energy histograms, base vs compressed, one panel per compressed model (``{label: npz}``)."""
+    import numpy as np
+
+    plt, fig, axes = _panels(len(npzs), sharey=False)
+    for ax, (label, npz) in zip(axes, npzs.items()):
+        data = np.load(npz)
+        _hist(ax, np.ravel(data["base"]), np.ravel(data["compressed"]), (base_label, label))
+        ax.set_title(f"energy: {base_label} vs {label}", fontsize=9)
+        ax.set_xlabel("energy  -T logsumexp(z/T)")
+    axes[0].set_ylabel("density")
+    return _save(plt, fig, png)
+
+
+def plot_energy_at_positions(npz: Path, positions, label: str, png: Path) -> Path:
+    """Energy histograms at chosen positions (one panel each) from a (texts x positions) npz."""
+    import numpy as np
+
+    data = np.load(npz)
+    a, b = np.asarray(data["base"], dtype=np.float64), np.asarray(data["compressed"], dtype=np.float64)
+    positions = [p for p in positions if p < a.shape[1]]
+    plt, fig, axes = _panels(len(positions), width=3.4, height=2.9, sharey=False)
+    for ax, p in zip(axes, positions):
+        _hist(ax, a[:, p], b[:, p], ("base", label))
+        ax.set_title(f"position {p} (n = {int(np.isfinite(a[:, p]).sum())})", fontsize=9)
+        ax.set_xlabel("energy")
+    axes[0].set_ylabel("density")
+    return _save(plt, fig, png)
+
+
+def plot_erank_bits(rows: list[dict], png: Path, model: str = "") -> Path:
+    """Mean ERank (+- std over texts) against bits: one panel for weights, one for the KV cache."""
+    kinds = [k for k in ("weight", "kv") if any(r["kind"] == k for r in rows)]
+    plt, fig, axes = _panels(len(kinds), width=4.0, sharey=True)
+    for ax, kind in zip(axes, kinds):
+        sel = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["bits"])
+        x = list(range(len(sel)))
+        ax.errorbar(x, [r["erank_mean"] for r in sel], yerr=[r["erank_std"] or 0 for r in sel], marker="o", capsize=3)
+        for i, r in zip(x, sel):
+            ax.annotate(f"{r['erank_mean']:.2f}", (i, r["erank_mean"]), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize=7)
+        ax.set_xticks(x, [str(r["bits"]) for r in sel])
+        ax.set_xlabel(f"{'weight' if kind == 'weight' else 'KV-cache'} bits (RTN asym, group 128)")
+        ax.set_title(f"ERank vs {'weight' if kind == 'weight' else 'KV'} bits{' - ' + model if model else ''}",
+                     fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean ERank per paragraph")
+    return _save(plt, fig, png)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -386,10 +531,110 @@ def _safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
 
-def write_report(runs: dict, out: Path, *, base: str | None = None, analysis_dir: Path | None = None) -> Path:
+def analysis_sections(folder: Path, out: Path, notes: list[str], tag: str = "") -> list[dict]:
+    """Report sections of one analysis folder: an ``analyze_runs`` output, or an
+    ``acbench analyze --paper`` output (``summary.json`` has ``paper``)."""
+    import pandas as pd
+
+    summary_path = folder / "summary.json"
+    if not summary_path.is_file():
+        notes.append(f"analysis folder {folder} has no summary.json; logit analysis left out")
+        return []
+    summary = read_analysis_summary(summary_path)
+    if "paper" in summary:
+        try:
+            return [paper_section(summary, folder, out, tag)]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{summary_path}: not an acbench analyze --paper summary "
+                             f"({type(exc).__name__}: {exc})") from None
+    table = analysis_table(summary)
+    table.to_csv(out / f"analysis{tag}.csv", index=False)
+    base_label = summary.get("base", {}).get("label", "base")
+    st = summary.get("settings", {})
+    src = summary.get("base", {}).get("corpus") or summary.get("base", {}).get("source") or ""
+    cap = f"the last {st['max_n']}" if st.get("max_n") else "all comparable logged"
+    text = [f"Logit logs: base {summary.get('base', {}).get('model')} ({src}); top-K {st.get('top_k')}.",
+            f"ERank: per sequence over {cap} positions (n x n Gram of the full logit rows, exact); Diff-eRank = "
+            "mean(compressed - base) over sequences.",
+            f"Top-k rank correlation: k = {st.get('ks')}, Kendall tau-b and Spearman rho over the base's top-k "
+            "tokens, per position, mean over positions. 'not covered' = share of positions where a base top-k "
+            "token was not among the compressed model's logged logits (not scored); 0 when the compressed run "
+            "was logged against the base (logits_reference / --reference).",
+            f"Energy: -T logsumexp(z/T) at T = {st.get('temperature')} per position; shift = compressed - base "
+            "mean, W1 = Wasserstein-1, KS = two-sample Kolmogorov-Smirnov statistic."]
+    images = [plot_erank(summary, out / f"analysis_erank{tag}.png")]
+    per_pos = folder / "per_position.csv"
+    if per_pos.is_file():
+        images.append(_read_analysis_file(per_pos, lambda csv: plot_rank_correlation(
+            pd.read_csv(csv), out / f"analysis_rankcorr{tag}.png")))
+    energy_pos = folder / "energy_per_position.csv"
+    if energy_pos.is_file():
+        images.append(_read_analysis_file(energy_pos, lambda csv: plot_energy_positions(
+            pd.read_csv(csv), out / f"analysis_energy_position{tag}.png", base_label)))
+    npzs = {label: folder / name for label, name in summary.get("energy_files", {}).items()
+            if (folder / name).is_file()}
+    if npzs:
+        images.append(_read_analysis_file(folder, lambda _: plot_energy(npzs, base_label,
+                                                                        out / f"analysis_energy{tag}.png")))
+    for label, pair in summary.get("pairs", {}).items():
+        ov = pair.get("overlap", {})
+        if ov.get("n_only_base") or ov.get("n_only_compressed") or ov.get("n_different_prompt"):
+            notes.append(f"analysis {label}: partial overlap, {ov.get('n_common')} common keys analysed, "
+                         f"{ov.get('n_only_base')} base-only, {ov.get('n_only_compressed')} compressed-only and "
+                         f"{ov.get('n_different_prompt', 0)} different-prompt keys left out")
+    return [{"title": "Logit analysis: ERank, top-k ranking correlation, Energy", "text": text, "table": table,
+             "images": images}]
+
+
+def paper_section(summary: dict, folder: Path, out: Path, tag: str = "") -> dict:
+    """One ``acbench analyze --paper`` result: its setting, a table and its per-position plots."""
+    import pandas as pd
+
+    name = summary["paper"]
+    corpus = summary.get("corpus", {})
+    setting = "; ".join(f"{k}: {v}" for k, v in summary.get("setting", {}).items())
+    text = [f"Model {summary.get('model')}; text {corpus.get('source')} ({corpus.get('split')} split). "
+            f"Setting: {setting}." + (f" NOTE: {corpus['note']}." if corpus.get("note") else "")]
+    images = []
+    if name == "erank":
+        table = pd.DataFrame(summary["erank"])
+        images.append(plot_erank_bits(summary["erank"], out / f"paper_erank_bits{tag}.png", Path(str(summary.get("model"))).name))
+        title = "ERank vs weight and KV-cache bits (paper setting)"
+    elif name == "topk":
+        rows = []
+        for k, c in summary["paper_curves"].items():
+            rc = summary["rank_correlation"][k]
+            rows.append({"k": int(k), "tau (positions 1+)": c["tau_mean_positions_1_on"],
+                         "rho (positions 1+)": c["rho_mean_positions_1_on"], "tau at position 0": c["tau_position_0"],
+                         "tau (all positions)": rc["tau_mean_over_positions"], "positions": rc["positions"],
+                         "not covered": rc["not_covered_share"]})
+        table = pd.DataFrame(rows)
+        per_pos = folder / "analysis" / "per_position.csv"
+        if per_pos.is_file():
+            images.append(_read_analysis_file(per_pos, lambda csv: plot_rank_correlation(
+                pd.read_csv(csv), out / f"paper_topk_positions{tag}.png")))
+        title = "Top-k ranking correlation, fp32 vs NF4 (paper setting)"
+    else:
+        e = summary["energy"]
+        table = pd.DataFrame([{"texts": summary["n_texts"], "positions": summary["n_positions"],
+                               "energy base": e["energy_base_mean"], "energy NF4": e["energy_compressed_mean"],
+                               "energy shift": e["mean_shift"], "energy W1": e["wasserstein1"], "energy KS": e["ks"]}])
+        per_pos = folder / "energy_per_position.csv"
+        if per_pos.is_file():
+            images.append(_read_analysis_file(per_pos, lambda csv: plot_energy_positions(
+                pd.read_csv(csv), out / f"paper_energy_positions{tag}.png")))
+        if (folder / "energy_nf4.npz").is_file():
+            images.append(_read_analysis_file(folder / "energy_nf4.npz", lambda npz: plot_energy_at_positions(
+                npz, summary["setting"].get("histogram_positions", [0]), "nf4", out / f"paper_energy_histograms{tag}.png")))
+        title = "Energy per position, fp32 vs NF4 (paper setting)"
+    return {"title": title, "text": text, "table": table, "images": images}
+
+
+def write_report(runs: dict, out: Path, *, base: str | None = None, analysis_dir=None) -> Path:
     """Write the report for ``runs`` (label -> lm-eval output folder); return ``report.md``.
 
     ``base`` names the base model's label (default: ``"base"`` if present, else the first run).
+    ``analysis_dir``: one folder or a list, each an ``analyze_runs`` or ``analyze --paper`` output.
     """
     import pandas as pd
 
@@ -422,37 +667,8 @@ def write_report(runs: dict, out: Path, *, base: str | None = None, analysis_dir
         if niah:
             sections.append({"title": "Needle in a haystack", "images": niah})
     if analysis_dir is not None:
-        analysis_dir = Path(analysis_dir)
-        summary_path = analysis_dir / "summary.json"
-        if not summary_path.is_file():
-            notes.append(f"analysis folder {analysis_dir} has no summary.json; logit analysis left out")
-        else:
-            summary = json.loads(summary_path.read_text())
-            table = analysis_table(summary)
-            table.to_csv(out / "analysis.csv", index=False)
-            base_label = summary.get("base", {}).get("label", "base")
-            st = summary.get("settings", {})
-            src = summary.get("base", {}).get("corpus") or summary.get("base", {}).get("source") or ""
-            cap = f"the last {st['max_n']}" if st.get("max_n") else "all logged"
-            text = [f"Logit logs: base {summary.get('base', {}).get('model')} ({src}); top-K {st.get('top_k')}, "
-                    f"k = {st.get('ks')}, energy at T = {st.get('temperature')}, ERank over {cap} positions per "
-                    "sequence. 'not covered' = share of positions where a base top-k token is outside the "
-                    "compressed model's logged top-K (those positions are not scored)."]
-            images = [plot_erank(summary, out / "analysis_erank.png")]
-            per_pos = analysis_dir / "per_position.csv"
-            if per_pos.is_file():
-                images.append(plot_rank_correlation(pd.read_csv(per_pos), out / "analysis_rankcorr.png"))
-            for label, name in summary.get("energy_files", {}).items():
-                if (analysis_dir / name).is_file():
-                    images.append(plot_energy(analysis_dir / name, label, base_label,
-                                              out / f"analysis_energy_{_safe(label)}.png"))
-            for label, pair in summary.get("pairs", {}).items():
-                ov = pair.get("overlap", {})
-                if ov.get("n_only_base") or ov.get("n_only_compressed"):
-                    notes.append(f"analysis {label}: partial overlap, {ov.get('n_common')} common keys analysed, "
-                                 f"{ov.get('n_only_base')} base-only and {ov.get('n_only_compressed')} "
-                                 "compressed-only keys left out")
-            sections.append({"title": "Logit analysis: ERank, top-k ranking correlation, Energy",
-                             "text": text, "table": table, "images": images})
+        folders = [analysis_dir] if isinstance(analysis_dir, (str, Path)) else list(analysis_dir)
+        for i, folder in enumerate(folders):
+            sections.extend(analysis_sections(Path(folder), out, notes, "" if i == 0 else f"_{i}"))
     sections.append({"title": "Notes", "items": notes or ["none"]})
     return _render(sections, out, "ACBench report")

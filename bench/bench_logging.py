@@ -7,6 +7,14 @@ Start-up (imports, model load) is excluded: it is the same for both.
 
     .venv/bin/python bench/bench_logging.py                     # SmolLM2, the fixture tasks
     .venv/bin/python bench/bench_logging.py --tasks acbench_niah --limit 4 --repeats 2
+
+``--memory``: peak memory of one ``generate_until`` on a long prompt, for random Llama models of
+2 to 16 layers (hidden 512), in fresh processes: plain ``hf``, ``acbench-hf`` (forward-hook
+logging) and, for contrast, ``hf`` with ``output_hidden_states`` (what logging used before:
+every layer's hidden states for every position). Printed: the peak RSS above the process's
+peak after loading and a warm-up, per mode and layer count, and the ratios to ``hf``.
+
+    .venv/bin/python bench/bench_logging.py --memory --prompt-tokens 3000 --layers 2,8,16
 """
 
 from __future__ import annotations
@@ -31,7 +39,88 @@ def _fixture_tasks(tmp: Path) -> Path:
     return out
 
 
+def _memory_child(mode: str, model_dir: str, prompt_tokens: int, max_positions: int) -> None:
+    """One measurement in this (fresh) process; prints one JSON line."""
+    import json
+    import resource
+
+    import torch
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from lm_eval_acbench.models import LogitLoggingHFLM
+
+    torch.set_num_threads(1)
+
+    class HiddenStatesHF(HFLM):
+        def _model_generate(self, context, max_length, stop, **kw):
+            return super()._model_generate(context, max_length, stop, output_hidden_states=True,
+                                           return_dict_in_generate=True, **kw).sequences
+
+    common = dict(pretrained=model_dir, device="cpu", dtype="float32", batch_size=1, max_length=prompt_tokens + 64)
+    if mode == "acbench-hf":
+        tmp = tempfile.mkdtemp(prefix="bench_logging_mem_")
+        lm = LogitLoggingHFLM(**common, logits_dir=f"{tmp}/logs", logits_max_positions=max_positions, logits_top_k=64)
+    else:
+        lm = (HiddenStatesHF if mode == "hf+output_hidden_states" else HFLM)(**common)
+    words = ("the red block is on the blue block and the robot moves it to the table again " * 4000).split()
+    text = " ".join(words)
+    ids = lm.tok_encode(text)[:prompt_tokens]
+    prompt = lm.tok_decode(ids)
+    gen = {"until": ["\n\n\n"], "max_gen_toks": 16, "do_sample": False}
+    lm.generate_until([Instance("generate_until", {}, (prompt[:200], gen), 0, ("warmup", 0, 1))], disable_tqdm=True)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tick = time.perf_counter()
+    lm.generate_until([Instance("generate_until", {}, (prompt, gen), 0, ("long", 0, 1))], disable_tqdm=True)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"mode": mode, "extra_peak_mb": (after - before) / 1024, "seconds": time.perf_counter() - tick,
+                      "prompt_tokens": len(lm.tok_encode(prompt))}))
+
+
+def memory(args) -> int:
+    import json
+    import subprocess
+
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from lm_eval_acbench.tiny_model import build_tiny_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_logging_mem_"))
+    tok_dir = build_tiny_model(tmp / "tok")
+    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    modes = ("hf", "acbench-hf", "hf+output_hidden_states")
+    results: dict = {}
+    for layers in [int(x) for x in args.layers.split(",")]:
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=512, intermediate_size=1024,
+                             num_hidden_layers=layers, num_attention_heads=8, num_key_value_heads=4,
+                             max_position_embeddings=args.prompt_tokens + 256, bos_token_id=tokenizer.bos_token_id,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        folder = tmp / f"llama-{layers}"
+        LlamaForCausalLM(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        for mode in modes:
+            proc = subprocess.run([sys.executable, __file__, "--memory-child", mode, str(folder),
+                                   str(args.prompt_tokens), str(args.max_positions)],
+                                  capture_output=True, text=True, timeout=1200)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("{")), None)
+            if line is None:
+                print(f"{mode} with {layers} layers failed:\n{proc.stderr[-2000:]}")
+                return 1
+            results[layers, mode] = json.loads(line)
+    print(f"peak memory above the warmed-up process, one generate_until of "
+          f"{next(iter(results.values()))['prompt_tokens']} prompt tokens + 16 generated (hidden 512, fp32, batch 1):")
+    print(f"{'layers':>6}  " + "  ".join(f"{m:>24}" for m in modes) + "   acbench-hf / hf   hidden_states / hf")
+    for layers in sorted({k[0] for k in results}):
+        row = [results[layers, m]["extra_peak_mb"] for m in modes]
+        print(f"{layers:>6}  " + "  ".join(f"{v:>21.1f} MB" for v in row)
+              + f"   {row[1] / max(row[0], 1e-9):>15.2f}   {row[2] / max(row[0], 1e-9):>18.2f}")
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--memory-child":
+        _memory_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="HF folder (default: SmolLM2-135M-Instruct via model fetch)")
     parser.add_argument("--tasks", default="analysis_fixture_gen,analysis_fixture_mc")
@@ -42,7 +131,12 @@ def main() -> int:
     parser.add_argument("--max-positions", type=int, default=64)
     parser.add_argument("--top-k", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steadier on a shared CPU)")
+    parser.add_argument("--memory", action="store_true", help="peak-memory comparison on a long prompt instead")
+    parser.add_argument("--prompt-tokens", type=int, default=3000, help="--memory: prompt length (default 3000)")
+    parser.add_argument("--layers", default="2,8,16", help="--memory: layer counts (default 2,8,16)")
     args = parser.parse_args()
+    if args.memory:
+        return memory(args)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -28,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 
+from lm_eval_acbench import owned_dirs
 from lm_eval_acbench.errors import UserError
 
 from .calibration import describe, draw_windows, heldout_windows, load_text, tokenize_source
@@ -96,9 +97,14 @@ def _meta_shapes(folder: Path, ignore: list[str]) -> dict[str, tuple[int, int]]:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(folder)
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(config)
+    try:
+        config = AutoConfig.from_pretrained(folder)
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config)
+    except Exception as exc:  # transformers raises OSError, ValueError, TypeError, its own errors
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(f"{folder / 'config.json'}: transformers cannot build a causal LM from it "
+                        f"({type(exc).__name__}: {reason})") from None
     return {name: tuple(mod.weight.shape) for name, mod in _target_linears(skeleton, ignore).items()}, config
 
 
@@ -315,8 +321,9 @@ def compress_model(
         log.info("%s already holds this checkpoint; nothing to do", out)
         return out
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        if existing is None and out.is_dir() and not overwrite:
-            raise UserError(f"{out} exists and is not an acbench checkpoint; choose another --out")
+        if not owned_dirs.is_owned(out):  # with or without overwrite: never replace what we did not make
+            raise UserError(f"{out} exists and is not a checkpoint acbench made (no {owned_dirs.MARKER} "
+                            "marker); choose another --out or move it away")
         if not overwrite:
             raise UserError(f"{out} holds a checkpoint made with other settings; pass overwrite (--overwrite) to replace it")
 
@@ -364,7 +371,7 @@ def compress_model(
     from transformers import AutoModelForCausalLM
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging = owned_dirs.mark(Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent)))
     stage_times = {}
     previous_sigterm = _sigterm_as_exit()
     try:
@@ -500,11 +507,5 @@ def _sigterm_as_exit():
 
 
 def _publish(staging: Path, out: Path) -> None:
-    """Move the finished staging folder to ``out``; an old ``out`` is moved aside first."""
-    trash = None
-    if out.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.rename(out, trash / "old")
-    os.rename(staging, out)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
+    """Move the finished staging folder to ``out``; an old ``out`` only if acbench made it."""
+    owned_dirs.replace_owned_dir(staging, out, root=out.parent)

@@ -127,15 +127,16 @@ def openai_tool(schema: dict) -> dict:
 def tools_system_text(tools: Iterable[dict]) -> str:
     """How tools are described when the template cannot take them (documented in docs/tooluse.md).
 
-    One JSON schema per line between ``<tools>`` tags, then the expected reply format: a JSON
-    list of ``{"name": ..., "arguments": {...}}`` objects.
+    One JSON schema per line between ``<tools>`` tags, then the expected reply format: BFCL's
+    prompting format, a Python list of keyword-argument calls, which is what BFCL's decoder
+    (the reference ``accuracy``) reads.
     """
     lines = "\n".join(json.dumps(openai_tool(t)["function"], ensure_ascii=False) for t in tools)
     return (
         "You can call the functions described below (JSON schemas, one per line).\n"
         f"<tools>\n{lines}\n</tools>\n"
-        "To call functions, reply with only a JSON list of calls, e.g. "
-        '[{"name": "function_name", "arguments": {"argument": "value"}}]. '
+        "To call functions, reply with only a Python list of calls with keyword arguments and "
+        "no other text, e.g. [function_name(argument=\"value\"), other_function(n=1)]. "
         "If no function fits the request, say so in plain words and call nothing."
     )
 

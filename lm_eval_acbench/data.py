@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from lm_eval_acbench import hub
+from lm_eval_acbench import hub, thinking
 from lm_eval_acbench.paths import SAMPLES_DIR
 
 log = logging.getLogger(__name__)
@@ -89,13 +89,16 @@ def load_records(
 
     ``from_folder`` reads the upstream layout from a folder; it serves both a user's local copy
     and our sample set, which is written in the same layout. ``from_hub`` fetches from the hub
-    (None when the benchmark has no hub copy). Records get the ``acbench_data_source`` field.
+    (None when the benchmark has no hub copy). Records get the ``acbench_data_source`` field
+    and the ``strip_thinking`` setting (:func:`lm_eval_acbench.thinking.tag`).
     """
     data_dir, source = data_settings(metadata)
+    strip = thinking.enabled(metadata)
 
     def tagged(records: list[dict], where: DataSource) -> tuple[list[dict], DataSource]:
         for record in records:
             record[SOURCE_FIELD] = str(where)
+            record[thinking.FIELD] = strip
         return records, where
 
     def from_sample() -> tuple[list[dict], DataSource]:

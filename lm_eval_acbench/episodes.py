@@ -34,6 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
+from lm_eval_acbench import thinking
 from lm_eval_acbench.logsafe import log_safe
 
 # a child of lm-eval's logger, so the loop's progress lines appear with lm-eval's own
@@ -98,6 +99,29 @@ def extract_action(text: Any) -> str:
     return ""
 
 
+# Call formats a one-line action cannot carry: model tool-call tokens and tags, a call list after
+# prose, a JSON call object. Plain ``name(...)`` lines go to the environment as they are.
+_STRUCTURED_FORMATS = ("tool_call_tags", "mistral", "deepseek", "python_tag", "python_after_prose", "json")
+
+
+def tool_action(text: Any) -> str | None:
+    """For environments with tools: the first call in a model-native tool-call format, as the
+    one-line action ``name({"arg": value})``; None when the answer holds none (or is a plain
+    ``name(...)`` line, which the environment reads itself)."""
+    from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
+
+    parsed = parse_tool_calls(text)
+    if not parsed.calls or not parsed.format.startswith(_STRUCTURED_FORMATS):
+        return None
+    if parsed.format == "json" and str(text).lstrip()[:1] not in "[{`":
+        return None  # "name with Action Input: {...}" is the environment's own form
+    ((name, args),) = parsed.calls[0].items()
+    try:
+        return f"{name}({json.dumps(args, ensure_ascii=False)})"
+    except (TypeError, ValueError):
+        return None
+
+
 def build_messages(instructions: str, goal: str, history: Sequence[tuple[str, str]], observation: str,
                    memory: int, system_instruction: str | None = None) -> list[dict[str, str]]:
     """Chat messages for one step: system = instructions; user = goal, recent history, latest
@@ -126,6 +150,8 @@ class StepRequest:
     messages: list[dict[str, str]]
     tools: list
     gen_kwargs: dict
+    episode: int = -1  # index of the episode among run_episodes' records
+    step: int = -1  # 1 for the first model call of the episode, 2 for the next, ...
 
 
 Policy = Callable[[list[StepRequest]], list[str]]
@@ -229,7 +255,8 @@ def _start(episode: Episode, make_env: Callable[[dict], Any]) -> None:
 
 def _advance(episode: Episode, prompt: str, output: str) -> None:
     settings = episode.settings
-    action = extract_action(output)
+    answer = thinking.answer(episode.record, output)
+    action = (tool_action(answer) if getattr(episode.env, "tools", None) else None) or extract_action(answer)
     entry: dict[str, Any] = {"step": len(episode.steps) + 1}
     if settings.log_prompts:
         entry["prompt"] = prompt
@@ -293,6 +320,7 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
             list(pool.map(lambda episode: _start(episode, make_env), slow))
     stats["env_seconds"] += time.perf_counter() - tick
 
+    number = {id(e): i for i, e in enumerate(episodes)}  # identity: equal episodes stay apart
     while True:
         live = [e for e in episodes if e.live]
         if not live:
@@ -301,7 +329,8 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
         tick = time.perf_counter()
         requests = [
             StepRequest(build_messages(e.env.instructions, e.env.goal, e.history, e.observation, e.settings.memory,
-                                       system_instruction), list(getattr(e.env, "tools", []) or []), e.gen_kwargs)
+                                       system_instruction), list(getattr(e.env, "tools", []) or []), e.gen_kwargs,
+                        episode=number[id(e)], step=len(e.steps) + 1)
             for e in live
         ]
         prompts = [render(request) for request in requests]
@@ -422,9 +451,28 @@ def _call_model(original, instances) -> list[str]:
         return list(original(instances))
 
 
-def lm_policy(lm, original, chat: bool) -> tuple[Policy, Callable[[StepRequest], Any]]:
-    """A policy that sends each step's prompts to an lm-eval model in one batched call."""
+def lm_policy(lm, original, chat: bool, origins: Sequence[tuple] | None = None
+              ) -> tuple[Policy, Callable[[StepRequest], Any]]:
+    """A policy that sends each step's prompts to an lm-eval model in one batched call.
+
+    ``origins[e]`` = (task name, doc id, request idx, repeat) of episode e's lm-eval request: each
+    step request carries them, plus ``acbench_episode`` (the repeat) and ``acbench_step``, so a
+    model that logs per request (``acbench-hf``) keys every step of every episode apart.
+    """
     from lm_eval.api.instance import Instance
+
+    def step_instance(i: int, r: StepRequest) -> Instance:
+        origin = origins[r.episode] if origins is not None and 0 <= r.episode < len(origins) else None
+        if origin is None:
+            task, doc_id, idx, repeat = "acbench_realworld_step", i, 0, -1
+        else:
+            task, doc_id, idx, repeat = origin
+        inst = Instance(request_type="generate_until", doc={},
+                        arguments=(rendered.pop(id(r), None) or render(r), r.gen_kwargs),
+                        idx=idx, metadata=(task, doc_id, 1))
+        inst.acbench_episode = repeat if origin is not None else r.episode
+        inst.acbench_step = r.step
+        return inst
 
     def render(request: StepRequest):
         if not chat:
@@ -442,11 +490,7 @@ def lm_policy(lm, original, chat: bool) -> tuple[Policy, Callable[[StepRequest],
     rendered: dict[int, Any] = {}
 
     def policy(requests: list[StepRequest]) -> list[str]:
-        instances = [
-            Instance(request_type="generate_until", doc={}, arguments=(rendered.pop(id(r), None) or render(r), r.gen_kwargs),
-                     idx=0, metadata=("acbench_realworld_step", i, 1))
-            for i, r in enumerate(requests)
-        ]
+        instances = [step_instance(i, r) for i, r in enumerate(requests)]
         return [str(out) for out in _call_model(original, instances)]
 
     def render_cached(request: StepRequest) -> str:
@@ -482,15 +526,20 @@ def _generate_until(lm, original, chat: bool, system_instruction, requests, *arg
             results[i] = out
     from lm_eval_acbench.data import doc_json
 
-    records, settings, gen_kwargs = [], [], []
+    records, settings, gen_kwargs, origins = [], [], [], []
+    repeats: dict[tuple, int] = {}
     for i in mine:
+        req = requests[i]
+        origin = (req.task_name or "acbench_realworld", -1 if req.doc_id is None else req.doc_id, req.idx)
+        repeats[origin] = repeats.get(origin, -1) + 1  # lm-eval sends a request `repeats` times
+        origins.append((*origin, repeats[origin]))
         doc = requests[i].doc
         record = doc_json(doc, EPISODE_FIELD)
         records.append(record if isinstance(record, dict) else {})
         settings.append(LoopSettings.from_mapping(doc_json(doc, LOOP_FIELD) or {}))
         args_ = requests[i].args
         gen_kwargs.append(dict(args_[1]) if len(args_) > 1 and isinstance(args_[1], dict) else {})
-    policy, render = lm_policy(lm, original, chat)
+    policy, render = lm_policy(lm, original, chat, origins)
     stats: dict = {}
     log.info("acbench: running %d episodes", len(records))
     transcripts = run_episodes(records, policy, settings=settings, gen_kwargs=gen_kwargs, render=render,

@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from lm_eval_acbench import hub
+from lm_eval_acbench import hub, owned_dirs
 from lm_eval_acbench.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def fetch(name: str = DEFAULT_MODEL, *, force: bool = False) -> Path:
             raise FetchError(f"{local} has no config.json: not a Hugging Face model folder")
         if not has_weights(local):
             raise FetchError(f"{local} has no weights (*.safetensors)")
+        _check_config(local / "config.json")
         return local.resolve()
     if name.count("/") != 1 or any(part.strip() == "" for part in name.split("/")):
         raise FetchError(f"{name!r} is neither a local folder nor a hub id like 'org/model'")
@@ -56,8 +57,11 @@ def fetch(name: str = DEFAULT_MODEL, *, force: bool = False) -> Path:
     target = cached_path(name)
     if target.is_dir() and not force:
         return target
+    if target.exists() and not owned_dirs.is_owned(target):  # refuse before the long rebuild
+        raise FetchError(f"refusing to replace {target}: acbench did not make it (no {owned_dirs.MARKER} "
+                         "marker inside); move it away to rebuild it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=target.parent))
+    staging = owned_dirs.mark(Path(tempfile.mkdtemp(prefix=".fetch-", dir=target.parent)))
     try:
         try:
             hub.available()  # offline mode at once when unreachable: a cached snapshot still loads
@@ -70,12 +74,25 @@ def fetch(name: str = DEFAULT_MODEL, *, force: bool = False) -> Path:
             _from_smollm2_gguf(staging)
             source = "gguf"
         (staging / "acbench_source.txt").write_text(source + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        owned_dirs.replace_owned_dir(staging, target, root=target.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _check_config(path: Path) -> None:
+    """A FetchError unless ``path`` is a JSON object naming a ``model_type`` (transformers would
+    raise OSError, TypeError or ValueError with a traceback on anything else)."""
+    import json
+
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FetchError(f"{path} is not a readable JSON file ({_first_line(exc)})") from None
+    if not isinstance(config, dict):
+        raise FetchError(f"{path} is not a model config: expected a JSON object, got {type(config).__name__}")
+    if not isinstance(config.get("model_type"), str):
+        raise FetchError(f"{path} has no model_type: not a Hugging Face model config")
 
 
 def _first_line(exc: BaseException) -> str:

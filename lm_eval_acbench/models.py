@@ -3,24 +3,41 @@
 ``LogitLoggingHFLM`` returns exactly what ``HFLM`` returns (it calls HFLM for every request and
 only reads tensors HFLM computes anyway). Given ``logits_dir=FOLDER`` in ``--model_args`` it
 writes one record per request to the logit log (``lm_eval_acbench.analysis.logio``): the input
-token ids, and for the last ``logits_max_positions`` positions of the teacher-forced input the
-top-``logits_top_k`` logits and ids, the full-vocabulary ``logsumexp(z/T)`` per temperature and the
-raw Gram matrix ``z z^T`` of those rows (what ERank needs, exactly), plus generated token ids.
+token ids, and for the logged positions the top-``logits_top_k`` logits and ids, the
+full-vocabulary ``logsumexp(z/T)`` per temperature and the raw Gram matrix ``z z^T`` of those
+rows (what ERank needs, exactly), plus generated token ids.
 
-Where the logits come from, without an extra forward pass:
+Which positions:
+
+* ``loglikelihood``: the last ``logits_max_positions`` positions of the teacher-forced input
+  (context end and continuation).
+* ``generate_until``: a window of ``logits_max_positions`` prompt positions, by default ending at
+  the last *content* token (``logits_prompt_window=content``: the chat template's generation
+  prompt, e.g. ``<|im_end|>\n<|im_start|>assistant\n``, is left out; ``end``: the last
+  positions whatever they are), *and* the positions that chose the first
+  ``logits_max_generated`` generated tokens (position ``n - 1 + j`` chose generated token j).
+
+Where the logits come from, without an extra forward pass and without ``output_hidden_states``:
 
 * ``loglikelihood``: HFLM's own batched forward (``_model_call``); each batch row is matched to
   its request by its token ids.
-* ``generate_until``: the prefill step of ``generate`` with ``output_hidden_states``; the
-  output embedding is applied to the final hidden states of the logged positions. The first
-  batch checks this against the logits ``generate`` itself returns for the last prompt
-  position; a model where they differ (e.g. logit soft-capping) gets a separate
-  teacher-forced forward pass for logging instead.
+* ``generate_until``: a forward hook on the decoder keeps, from its final hidden state, only the
+  rows of the logged positions (prefill: the window; each decode step: the new row); the output
+  embedding is applied to those rows. Memory for logging is (window + generated) x hidden per
+  request, whatever the number of layers. The first batch checks the rows against the logits
+  ``generate`` itself returns; a model where they differ (e.g. logit soft-capping) gets a
+  separate teacher-forced forward pass for logging instead.
 
-``loglikelihood_rolling`` requests are not logged. Settings (model args): ``logits_dir``,
-``logits_top_k`` (64), ``logits_max_positions`` (64), ``logits_tasks`` (fnmatch patterns
-separated by ``|``, default all), ``logits_temperatures`` (``|``-separated, default ``1``),
-``logits_flush_every`` (records per Parquet shard, 64).
+``loglikelihood_rolling`` requests are not logged. Keys: ``logio.make_key``; a multi-turn episode
+step carries its task's name and document, the request index, the episode (repeat) and the step.
+
+Settings (model args): ``logits_dir``, ``logits_top_k`` (64), ``logits_max_positions`` (64),
+``logits_prompt_window`` (``content`` | ``end``), ``logits_max_generated`` (64, 0: none),
+``logits_tasks`` (fnmatch patterns separated by ``|``, default all), ``logits_temperatures``
+(``|``-separated, default ``1``), ``logits_flush_every`` (records per Parquet shard, 64),
+``logits_reference`` (a finished log of the base model: each record also stores this model's
+logits at the reference's top-K ids of the same key and position, so top-k rank correlation
+against that base is exact at every position).
 """
 
 from __future__ import annotations
@@ -37,6 +54,8 @@ import torch
 from lm_eval.models.huggingface import HFLM
 
 log = logging.getLogger(__name__)
+
+PROMPT_WINDOWS = ("content", "end")
 
 
 def _split(value) -> list[str]:
@@ -81,15 +100,21 @@ class LogitLoggingHFLM(HFLM):
 
     def __init__(self, *args, logits_dir: str | None = None, logits_top_k: int = 64,
                  logits_max_positions: int = 64, logits_tasks: str | None = None,
-                 logits_temperatures="1", logits_flush_every: int = 64, **kwargs) -> None:
+                 logits_temperatures="1", logits_flush_every: int = 64,
+                 logits_prompt_window: str = "content", logits_max_generated: int = 64,
+                 logits_reference: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._acb_writer = None
         self._acb_top_k = int(logits_top_k)
         self._acb_max_positions = int(logits_max_positions)
+        self._acb_max_generated = int(logits_max_generated)
+        self._acb_window = str(logits_prompt_window)
         self._acb_tasks = _split(logits_tasks)
         self._acb_temperatures = [float(t) for t in _split(logits_temperatures)] or [1.0]
-        if self._acb_top_k < 1 or self._acb_max_positions < 1:
-            raise ValueError("logits_top_k and logits_max_positions must be >= 1")
+        if self._acb_top_k < 1 or self._acb_max_positions < 1 or self._acb_max_generated < 0:
+            raise ValueError("logits_top_k and logits_max_positions must be >= 1, logits_max_generated >= 0")
+        if self._acb_window not in PROMPT_WINDOWS:
+            raise ValueError(f"logits_prompt_window must be one of {PROMPT_WINDOWS}, not {self._acb_window!r}")
         if any(t <= 0 for t in self._acb_temperatures):
             raise ValueError("logits_temperatures must be positive")
         self._acb_ll_requests = None
@@ -97,20 +122,33 @@ class LogitLoggingHFLM(HFLM):
         self._acb_gen_pending = None
         self._acb_batch_contexts = None
         self._acb_hidden_ok = None  # None: not checked yet
+        self._acb_tail = None  # token ids of the chat template's generation prompt
+        self._acb_reference = None
         if logits_dir:
-            from lm_eval_acbench.analysis.logio import LogWriter, write_meta
+            from lm_eval_acbench.analysis.logio import LogWriter, ReferenceLog, write_meta
 
             pretrained = kwargs.get("pretrained", args[0] if args else None)
-            write_meta(Path(logits_dir), {
+            meta = {
                 "model": str(pretrained) if isinstance(pretrained, (str, Path)) else type(pretrained).__name__,
                 "tokenizer": getattr(self.tokenizer, "name_or_path", ""),
                 "tokenizer_hash": tokenizer_fingerprint(self.tokenizer),
                 "top_k": self._acb_top_k,
                 "max_positions": self._acb_max_positions,
+                "max_generated": self._acb_max_generated,
+                "prompt_window": self._acb_window,
                 "temperatures": self._acb_temperatures,
+                "world_size": int(self.world_size),
                 "source": "lm_eval",
-            })
-            self._acb_writer = LogWriter(Path(logits_dir), flush_every=int(logits_flush_every))
+            }
+            if logits_reference:
+                self._acb_reference = ReferenceLog(Path(logits_reference))
+                ref_meta = self._acb_reference.meta
+                if ref_meta.get("tokenizer_hash") != meta["tokenizer_hash"]:
+                    raise ValueError(f"logits_reference {logits_reference} was logged with another tokenizer")
+                meta.update(reference=str(logits_reference), reference_model=ref_meta.get("model"),
+                            reference_top_k=int(ref_meta["top_k"]))
+            write_meta(Path(logits_dir), meta, rank=int(self.rank))
+            self._acb_writer = LogWriter(Path(logits_dir), flush_every=int(logits_flush_every), rank=int(self.rank))
 
     # ------------------------------------------------------------------ selection and writing
     def _acb_wants(self, instance) -> bool:
@@ -124,18 +162,56 @@ class LogitLoggingHFLM(HFLM):
     def _acb_start(self, n: int) -> int:
         return max(0, n - self._acb_max_positions)
 
-    def _acb_write(self, instance, request_type: str, input_ids: list[int], tail_logits: torch.Tensor,
+    def _acb_template_tail(self) -> list[int]:
+        """Token ids the chat template appends after the last user message (the generation
+        prompt), found by rendering a marker message; [] without a chat template."""
+        if self._acb_tail is None:
+            self._acb_tail = []
+            tok = self.tokenizer
+            if getattr(tok, "chat_template", None):
+                mark = "acbench-content-marker"
+                try:
+                    text = tok.apply_chat_template([{"role": "user", "content": mark}], tokenize=False,
+                                                   add_generation_prompt=True)
+                    suffix = text[text.rindex(mark) + len(mark):]
+                    self._acb_tail = list(tok(suffix, add_special_tokens=False)["input_ids"]) if suffix else []
+                except Exception as exc:  # noqa: BLE001 - a template that cannot render a user turn
+                    log.warning("acbench-hf: chat template tail not found (%s); the prompt window "
+                                "ends at the last prompt token", exc)
+        return self._acb_tail
+
+    def _acb_prompt_window(self, ids: list[int]) -> range:
+        """Logged prompt positions of a generate_until prompt (see ``logits_prompt_window``)."""
+        end = len(ids)
+        if self._acb_window == "content":
+            tail = self._acb_template_tail()
+            if tail and len(tail) < end and ids[end - len(tail):] == tail:
+                end -= len(tail)
+        return range(max(0, end - self._acb_max_positions), end)
+
+    def _acb_write(self, instance, request_type: str, input_ids: list[int], positions, rows: torch.Tensor,
                    generated_ids=()) -> None:
-        """``tail_logits``: the rows of positions ``_acb_start(n) .. n-1`` of the input."""
-        n = len(input_ids)
-        start = self._acb_start(n)
-        summary = summarize_positions(tail_logits, self._acb_top_k, self._acb_temperatures)
+        """``rows``: the logit rows (P x V) of ``positions`` of ``input_ids + generated_ids``."""
+        from lm_eval_acbench.analysis.logio import prompt_hash, reference_columns
+
+        summary = summarize_positions(rows, self._acb_top_k, self._acb_temperatures)
         doc_id = getattr(instance, "doc_id", None)
         idx = getattr(instance, "idx", None)
-        self._acb_writer.add(
-            task=getattr(instance, "task_name", None) or "", doc_id=-1 if doc_id is None else doc_id,
-            request_type=request_type, request_idx=0 if idx is None else idx,
-            input_ids=input_ids, positions=np.arange(start, n), generated_ids=generated_ids, **summary)
+        fields = dict(task=getattr(instance, "task_name", None) or "", doc_id=-1 if doc_id is None else doc_id,
+                      request_type=request_type, request_idx=0 if idx is None else idx,
+                      episode=int(getattr(instance, "acbench_episode", -1)),
+                      step=int(getattr(instance, "acbench_step", -1)))
+        if self._acb_reference is not None:
+            ref = self._acb_reference.get(self._acb_writer.key_for(**fields), prompt_hash(input_ids))
+            if ref is not None:
+                def at_ids(which, ids):
+                    sel = torch.as_tensor(np.asarray(which), device=rows.device)
+                    return rows[sel].float().gather(-1, torch.as_tensor(ids, device=rows.device)).cpu().numpy()
+
+                summary["ref_ids"], summary["ref_logits"] = reference_columns(
+                    ref, positions, input_ids, generated_ids, at_ids)
+        self._acb_writer.add(**fields, input_ids=input_ids, positions=np.asarray(positions),
+                             generated_ids=generated_ids, **summary)
 
     # ------------------------------------------------------------------ loglikelihood
     def loglikelihood(self, requests, disable_tqdm: bool = False):
@@ -179,9 +255,10 @@ class LogitLoggingHFLM(HFLM):
             for length in range(max(real, 1), len(row) + 1):
                 insts = pending.pop(tuple(row[:length]), None)
                 if insts:
+                    start = self._acb_start(length)
                     for inst in insts:
-                        tail = logits[b, self._acb_start(length):length]
-                        self._acb_write(inst, "loglikelihood", row[:length], tail)
+                        self._acb_write(inst, "loglikelihood", row[:length], np.arange(start, length),
+                                        logits[b, start:length])
             if not pending:
                 break
 
@@ -207,6 +284,14 @@ class LogitLoggingHFLM(HFLM):
             self._acb_batch_contexts = list(strings)
         return out
 
+    def _acb_decoder(self):
+        get = getattr(self.model, "get_decoder", None)
+        try:
+            decoder = get() if callable(get) else None
+        except Exception:  # noqa: BLE001 - a model without a separable decoder
+            decoder = None
+        return decoder if isinstance(decoder, torch.nn.Module) and decoder is not self.model else None
+
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
         contexts, self._acb_batch_contexts = self._acb_batch_contexts, None
         pending = self._acb_gen_pending
@@ -216,41 +301,79 @@ class LogitLoggingHFLM(HFLM):
         if not wanted or self.backend != "causal":
             return super()._model_generate(context, max_length, stop, **generation_kwargs)
         head = self.model.get_output_embeddings()
-        if head is None:
+        decoder = self._acb_decoder()
+        if head is None or decoder is None:
             self._acb_hidden_ok = False
-        use_hidden = self._acb_hidden_ok is not False
-        extra = {"return_dict_in_generate": True}
-        if use_hidden:
-            extra.update(output_hidden_states=True, output_logits=self._acb_hidden_ok is None)
-        out = super()._model_generate(context, max_length, stop, **generation_kwargs, **extra)
+        use_hook = self._acb_hidden_ok is not False
         mask = generation_kwargs.get("attention_mask")
         mask = torch.ones_like(context) if mask is None else mask
         width = context.shape[1]
-        if use_hidden and not getattr(out, "hidden_states", None):
-            use_hidden = False
+        plans = []  # per wanted row: real token indices, prompt ids, logged prompt positions
         for b in wanted:
-            inst = pending[contexts[b]].popleft()
             real = torch.nonzero(mask[b], as_tuple=False).flatten()
             ids = context[b, real].tolist()
-            start = self._acb_start(len(real))
-            rows = real[start:]
-            with torch.no_grad():
-                if use_hidden:
-                    hidden = out.hidden_states[0][-1][b, rows]
-                    logits = head(hidden)
-                    if self._acb_hidden_ok is None:
-                        ref = out.logits[0][b].to(logits.dtype)
-                        tol = 1e-3 if logits.dtype in (torch.float32, torch.float64) else 5e-2
-                        ok = torch.allclose(logits[-1].float(), ref.float(), rtol=tol, atol=tol)
-                        self._acb_hidden_ok = bool(ok)
-                        if not ok:
-                            log.warning("acbench-hf: output head on hidden states does not reproduce "
-                                        "the model's logits; logging with a separate forward pass")
-                            use_hidden = False
-                if not use_hidden:
-                    logits = self.model(context[b:b + 1, real]).logits[0, start:]
-            gen = out.sequences[b, width:].tolist()
+            window = list(self._acb_prompt_window(ids))
+            prefill = sorted(set(window) | {len(ids) - 1}) if self._acb_max_generated else window
+            plans.append((b, real, ids, window, prefill))
+        prefill_rows: list = []
+        decode_rows: list = []
+        rows_of = torch.tensor(wanted, device=context.device)
+
+        def keep_rows(module, inputs, output):
+            hidden = getattr(output, "last_hidden_state", None)
+            if hidden is None:
+                hidden = output[0] if isinstance(output, (tuple, list)) else output
+            if not prefill_rows:
+                prefill_rows.extend(hidden[b, real[pos]].detach() for b, real, _, _, pos in plans)
+            elif len(decode_rows) + 1 < self._acb_max_generated:
+                decode_rows.append(hidden[rows_of, -1].detach())
+
+        extra = {}
+        if use_hook and self._acb_hidden_ok is None:
+            extra = {"return_dict_in_generate": True, "output_logits": True}
+        handle = decoder.register_forward_hook(keep_rows) if use_hook else None
+        try:
+            out = super()._model_generate(context, max_length, stop, **generation_kwargs, **extra)
+        finally:
+            if handle is not None:
+                handle.remove()
+        sequences = out.sequences if extra else out
+        if use_hook and not prefill_rows:
+            use_hook = False
+        for i, (b, real, ids, window, prefill) in enumerate(plans):
+            inst = pending[contexts[b]].popleft()
+            gen = sequences[b, width:].tolist()
             if self.eot_token_id in gen:
                 gen = gen[: gen.index(self.eot_token_id) + 1]
-            self._acb_write(inst, "generate_until", ids, logits, generated_ids=gen)
-        return out.sequences
+            n = len(ids)
+            n_gen = min(len(gen), self._acb_max_generated)
+            if use_hook:
+                n_gen = min(n_gen, 1 + len(decode_rows))
+            positions = sorted(set(window) | set(range(n - 1, n - 1 + n_gen)))
+            with torch.no_grad():
+                if use_hook:
+                    by_pos = dict(zip(prefill, prefill_rows[i]))
+                    for j in range(1, n_gen):
+                        by_pos[n - 1 + j] = decode_rows[j - 1][i]
+                    logits = head(torch.stack([by_pos[p] for p in positions]))
+                    if self._acb_hidden_ok is None:
+                        self._acb_hidden_ok = self._acb_check(logits, positions, n, n_gen, out.logits, b)
+                        if not self._acb_hidden_ok:
+                            use_hook = False
+                if not use_hook:
+                    full = torch.tensor([ids + gen[:max(n_gen - 1, 0)]], device=context.device)
+                    logits = self.model(full).logits[0, positions]
+            self._acb_write(inst, "generate_until", ids, positions, logits, generated_ids=gen)
+        return sequences
+
+    def _acb_check(self, logits, positions, n, n_gen, step_logits, b) -> bool:
+        """Do head(hidden) rows reproduce the logits ``generate`` computed for the same steps?"""
+        tol = 1e-3 if logits.dtype in (torch.float32, torch.float64) else 5e-2
+        index = {p: r for r, p in enumerate(positions)}
+        for j in range(min(n_gen, len(step_logits))):
+            ref = step_logits[j][b].float()
+            if not torch.allclose(logits[index[n - 1 + j]].float(), ref, rtol=tol, atol=tol):
+                log.warning("acbench-hf: output head on hidden states does not reproduce the model's "
+                            "logits; logging with a separate forward pass")
+                return False
+        return True

@@ -20,7 +20,16 @@ def read_mapping(path: Path, what: str, expected: str = "a YAML mapping") -> dic
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UserError(f"{what} {path}: not valid YAML ({exc})") from None
+        raise UserError(f"{what} {path}: not valid YAML ({_yaml_problem(exc)})") from None
     if not isinstance(data, dict):
         raise UserError(f"{what} {path}: expected {expected}, got {type(data).__name__}")
     return data
+
+
+def _yaml_problem(exc) -> str:
+    """PyYAML's multi-line message as one line: where, then what."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(exc).split())

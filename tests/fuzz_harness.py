@@ -305,7 +305,7 @@ def targets(select: str | None = None, with_tasks: bool = True) -> list[Target]:
     import lm_eval.evaluator  # noqa: F401  (start-up hook: the episode loop is in place)
     from lm_eval_acbench import data
     from lm_eval_acbench.envs import babyai, jericho_env, pddl_env, tools
-    from lm_eval_acbench.episodes import extract_action
+    from lm_eval_acbench.episodes import extract_action, tool_action
     from lm_eval_acbench.metrics import bfcl_ast, longgenbench as lgb_scoring, needle, progress, teval_scores as ts
     from lm_eval_acbench.metrics import longcontext_longbench as lb_scoring, workflow as wf
     from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
@@ -323,6 +323,12 @@ def targets(select: str | None = None, with_tasks: bool = True) -> list[Target]:
         return None, None
 
     add("tool_calls.parse_tool_calls", "model output", parsed)
+    from lm_eval_acbench import thinking
+    from lm_eval_acbench.metrics.bfcl_decode import decode_reference
+
+    add("bfcl_decode.decode_reference", "model output", lambda v: (None, decode_reference(v)))
+    add("thinking.strip_thinking + answer", "model output",
+        lambda v: (None, [thinking.strip_thinking(v), thinking.answer({}, v)]))
     simple = _jsonl_first(SAMPLES / "bfcl" / "BFCL_v4_simple_python.json")
     simple_gold = _jsonl_first(SAMPLES / "bfcl" / "possible_answer" / "BFCL_v4_simple_python.json")["ground_truth"]
 
@@ -459,6 +465,7 @@ def targets(select: str | None = None, with_tasks: bool = True) -> list[Target]:
 
     # Actions the episode loop extracts and the environments parse
     add("episodes.extract_action", "model output", lambda v: (None, extract_action(v)))
+    add("episodes.tool_action", "model output", lambda v: (None, tool_action(v)))
     add("babyai.parse_action", "model output", lambda v: (None, babyai.parse_action(extract_action(v) or v)))
     add("jericho cut_action / clean_observation", "model output",
         lambda v: (None, [jericho_env.cut_action(v), jericho_env.clean_observation(v), jericho_env.is_check_actions(v)]))

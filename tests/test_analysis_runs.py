@@ -83,7 +83,12 @@ def test_refuses_mismatched_runs(tmp_path):
     ids = {("t", 1): np.arange(12) + 1000}
     write_synthetic(tmp_path / "prompt", base, model="p", top_k=20, input_ids_by_key=ids)
     with pytest.raises(RunMismatch, match=r"different prompts.*t\|1\|corpus\|0"):
-        analyze_runs(tmp_path / "b", {"p": tmp_path / "prompt"}, tmp_path / "o2", allow_partial=True)
+        analyze_runs(tmp_path / "b", {"p": tmp_path / "prompt"}, tmp_path / "o2")
+    # allow_partial leaves it out (episodes diverge: later steps see other prompts) and says so
+    out = analyze_runs(tmp_path / "b", {"p": tmp_path / "prompt"}, tmp_path / "o2", allow_partial=True)
+    pair = json.loads((out / "summary.json").read_text())["pairs"]["p"]
+    assert pair["overlap"]["n_different_prompt"] == 1 and pair["overlap"]["different_prompt_keys"] == ["t|1|corpus|0"]
+    assert pair["sequences"] == 3
     # a different tokenizer
     write_synthetic(tmp_path / "tok", base, model="t", top_k=20, tokenizer_hash="other")
     with pytest.raises(RunMismatch, match="different tokenizers"):

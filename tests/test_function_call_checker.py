@@ -112,7 +112,8 @@ def test_irrelevance_passes_without_a_call():
         score_output("I cannot help with that using these tools.", [AREA], [], "irrelevance")["accuracy"] == 1
     )
     assert score_output("[area(base=1, height=2)]", [AREA], [], "irrelevance")["accuracy"] == 0
-    # An undecodable call counts as no call, so it passes irrelevance (reference behaviour).
+    # An undecodable call counts as no call, so it passes irrelevance (reference behaviour);
+    # to BFCL's decoder JSON is undecodable.
     assert (
         score_output('{"name": "area", "arguments": {"base": 1', [AREA], [], "live_irrelevance")["accuracy"]
         == 1
@@ -163,7 +164,10 @@ def _check_gold_and_perturbations(folder):
         counts["items"] += 1
         for style in ("json", "tags", "python"):
             scored = score_output(format_calls(calls, style), functions, gold, category)
-            assert bool(scored["accuracy"]) == (not issues), (record["id"], style, scored["verdict"], issues)
+            assert bool(scored["accuracy_fixed"]) == (not issues), (record["id"], style, scored["verdict"], issues)
+            # BFCL's prompting decoder reads Python call syntax only: JSON and tags never pass.
+            expected = (not issues) if style == "python" else False
+            assert bool(scored["accuracy"]) == expected, (record["id"], style, scored["verdict"], issues)
         if issues:
             counts["never_pass"] += 1
             continue
@@ -171,21 +175,21 @@ def _check_gold_and_perturbations(folder):
         # Wrong function name.
         bad = copy.deepcopy(calls)
         bad[0] = {name + "_x": bad[0][name]}
-        assert score_output(format_calls(bad, "json"), functions, gold, category)["accuracy"] == 0, record["id"]
+        assert score_output(format_calls(bad, "python"), functions, gold, category)["accuracy"] == 0, record["id"]
         # Unknown parameter.
         bad = copy.deepcopy(calls)
         bad[0][name]["zz_unknown"] = 1
-        assert score_output(format_calls(bad, "json"), functions, gold, category)["accuracy"] == 0, record["id"]
+        assert score_output(format_calls(bad, "python"), functions, gold, category)["accuracy"] == 0, record["id"]
         # A required parameter dropped.
         required = next(f for f in functions if f["name"] == name)["parameters"].get("required") or []
         if required:
             bad = copy.deepcopy(calls)
             bad[0][name].pop(required[0], None)
-            assert score_output(format_calls(bad, "json"), functions, gold, category)["accuracy"] == 0, record[
+            assert score_output(format_calls(bad, "python"), functions, gold, category)["accuracy"] == 0, record[
                 "id"
             ]
         # One call too many.
-        assert score_output(format_calls(calls + calls[:1], "json"), functions, gold, category)["accuracy"] == 0
+        assert score_output(format_calls(calls + calls[:1], "python"), functions, gold, category)["accuracy"] == 0
         # Prose.
         assert score_output("I would call a function here.", functions, gold, category)["accuracy"] == 0
         # Parallel calls in reverse order pass under the fixed rules (order-free matching).
@@ -227,7 +231,7 @@ def test_value_perturbations_on_real_bfcl():
                 continue
             bad = copy.deepcopy(calls)
             bad[0][name][param] = new
-            scored = score_output(format_calls(bad, "json"), functions, gold, category)
+            scored = score_output(format_calls(bad, "python"), functions, gold, category)
             still_allowed = new in allowed[param] or (
                 isinstance(new, str)
                 and bfcl_ast.standardize_string(new)
@@ -252,6 +256,8 @@ def test_type_perturbation(category):
         "parameters": {"type": "dict", "required": ["n"], "properties": {"n": {"type": "integer"}}},
     }
     gold = [{"f": {"n": [3]}}]
-    assert score_output('[{"name": "f", "arguments": {"n": "3"}}]', [fn], gold, category)["accuracy"] == 0
-    assert score_output('[{"name": "f", "arguments": {"n": 3.0}}]', [fn], gold, category)["accuracy"] == 0
-    assert score_output('[{"name": "f", "arguments": {"n": 3}}]', [fn], gold, category)["accuracy"] == 1
+    for accuracy in ("accuracy", "accuracy_fixed"):
+        assert score_output("[f(n='3')]", [fn], gold, category)[accuracy] == 0
+        assert score_output("[f(n=3.0)]", [fn], gold, category)[accuracy] == 0
+        assert score_output("[f(n=3)]", [fn], gold, category)[accuracy] == 1
+    assert score_output('[{"name": "f", "arguments": {"n": 3}}]', [fn], gold, category)["accuracy_fixed"] == 1

@@ -58,11 +58,17 @@ def test_same_outputs_and_records_match_a_full_forward(models):
 
     model = plain.model
     for rec in records.values():
-        ids = torch.tensor([rec["input_ids"].tolist()])
+        n = len(rec["input_ids"])
+        gen = rec["generated_ids"].tolist()
+        ids = torch.tensor([rec["input_ids"].tolist() + gen[:-1]])  # teacher-forced prompt + generation
         with torch.no_grad():
             full = model(ids).logits[0].double().numpy()
         pos = rec["positions"]
-        assert len(pos) == min(5, ids.shape[1]) and pos[-1] == ids.shape[1] - 1
+        if rec["key"].split("|")[2] == "loglikelihood":
+            assert pos.tolist() == list(range(max(0, n - 5), n))
+        else:  # the prompt window (no chat template here: it ends at the prompt's end) + every generated token
+            assert 1 <= len(gen) <= 6
+            assert pos.tolist() == list(range(max(0, n - 5), n - 1 + len(gen)))
         z = full[pos]
         want_ids, want_vals = topk_from_full(z, 8)
         np.testing.assert_allclose(rec["topk_logits"], want_vals, rtol=1e-4, atol=1e-4)
@@ -86,12 +92,39 @@ def test_no_logits_dir_logs_nothing(tiny_model_dir, tmp_path):
     assert lm._acb_writer is None
 
 
-def test_meta_refuses_a_different_model_in_the_same_folder(tmp_path):
-    from lm_eval_acbench.analysis.logio import write_meta
+def test_one_folder_per_run_and_one_shard_series_per_rank(tmp_path):
+    from lm_eval_acbench.analysis.logio import LogExists, LogWriter, shards, write_meta
 
-    write_meta(tmp_path, {"model": "a", "tokenizer_hash": "x", "top_k": 8, "temperatures": [1.0]})
-    with pytest.raises(ValueError, match="tokenizer_hash"):
-        write_meta(tmp_path, {"model": "a", "tokenizer_hash": "y", "top_k": 8, "temperatures": [1.0]})
+    meta = {"model": "a", "tokenizer_hash": "x", "top_k": 2, "temperatures": [1.0]}
+    write_meta(tmp_path, meta, rank=0)
+    write_meta(tmp_path, meta, rank=1)  # rank 1 starts after rank 0 wrote meta.json: its own shards are free
+    rows = {"input_ids": [1, 2], "positions": [0, 1], "topk_ids": np.zeros((2, 2)), "topk_logits": np.zeros((2, 2)),
+            "lse": np.zeros((2, 1)), "gram": np.eye(2)}
+    for rank in (0, 1):
+        w = LogWriter(tmp_path, rank=rank)
+        w.add(task="t", doc_id=rank, request_type="corpus", request_idx=0, **rows)
+        w.close()
+    assert sorted(p.name.split("-")[1] for p in shards(tmp_path)) == ["r0", "r1"]
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    for rank in (0, 1):  # a second run into the same folder is refused, on every rank
+        with pytest.raises(LogExists, match="already holds a logit log"):
+            write_meta(tmp_path, meta, rank=rank)
+
+
+def test_a_repeated_request_gets_its_own_key(tmp_path):
+    from lm_eval_acbench.analysis.logio import LogWriter, iter_records, write_meta
+
+    write_meta(tmp_path, {"model": "a", "tokenizer_hash": "x", "top_k": 2, "temperatures": [1.0]})
+    w = LogWriter(tmp_path)
+    rows = {"positions": [0], "topk_ids": np.zeros((1, 2)), "topk_logits": np.zeros((1, 2)),
+            "lse": np.zeros((1, 1)), "gram": np.eye(1)}
+    for step, ids in ((1, [1]), (1, [2]), (2, [3]), (-1, [4])):
+        w.add(task="t", doc_id=0, request_type="generate_until", request_idx=0, episode=0 if step > 0 else -1,
+              step=step, input_ids=ids, **rows)
+    w.close()
+    assert [r["key"] for r in iter_records(tmp_path)] == [
+        "t|0|generate_until|0|episode0|step1", "t|0|generate_until|0|episode0|step1|dup1",
+        "t|0|generate_until|0|episode0|step2", "t|0|generate_until|0"]
 
 
 def test_fallback_forward_logs_the_same_rows(tiny_model_dir, tmp_path):

@@ -64,11 +64,11 @@ def test_report_with_analysis_embeds_images(tmp_path):
     base = _run(tmp_path / "base", {"acbench_workflow_os": 0.8}, source="local")
     report = write_report({"base": base, "noisy": base}, tmp_path / "rep", analysis_dir=an)
     md = report.read_text()
-    for png in ("analysis_erank.png", "analysis_rankcorr.png", "analysis_energy_noisy.png"):
+    for png in ("analysis_erank.png", "analysis_rankcorr.png", "analysis_energy_position.png", "analysis_energy.png"):
         assert (tmp_path / "rep" / png).stat().st_size > 1000
         assert f"({png})" in md
     html = (tmp_path / "rep" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3
+    assert html.count("data:image/png;base64,") == 4
     assert "Diff-eRank" in md and "sample set" not in md
     rows = list(csv.DictReader((tmp_path / "rep" / "analysis.csv").open()))
     assert rows[0]["model"] == "noisy" and -1 <= float(rows[0]["tau@10"]) <= 1

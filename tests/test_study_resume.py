@@ -12,6 +12,7 @@ import shutil
 import pytest
 from test_study import calls, write_toy_tasks
 
+from lm_eval_acbench.owned_dirs import make_owned_dir
 from lm_eval_acbench.study.config import load_study
 from lm_eval_acbench.study.runner import run_study
 
@@ -103,12 +104,11 @@ def test_a_cell_killed_before_its_marker_is_redone_and_changed_settings_rerun_th
     assert calls(tasks) == {"toy_gen": 2, "toy_ll": 2}
 
     # A kill after toy_ll's outputs were published but before its marker, with a half-written
-    # staging folder of another attempt lying around.
+    # staging folder of another attempt lying around (made as the stages make it: marked first).
     gen_marker = out / "cells/eval/tiny/base/toy_gen/done.json"
     gen_stamp = mtime(gen_marker)
     (out / "cells/eval/tiny/base/toy_ll/done.json").unlink()
-    junk = out / ".staging/eval/tiny/base/toy_ll"
-    junk.mkdir(parents=True)
+    junk = make_owned_dir(out / ".staging/eval/tiny/base/toy_ll", root=out)
     (junk / "results_half.json").write_text("{")
     again = run_study(study, progress=False)
     assert statuses(again) == {"eval/tiny/base/toy_gen": "cached", "eval/tiny/base/toy_ll": "done"}

@@ -23,7 +23,7 @@ def _group_size(text: str):
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="hub id or local HF folder")
-    parser.add_argument("--out", required=True, help="output folder (written atomically)")
+    parser.add_argument("--out", required=True, help="output folder, new or empty (written atomically)")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--method", help="gptq | awq | rtn | wanda | sparsegpt | magnitude; chain with commas (e.g. sparsegpt,gptq)")
     what.add_argument("--recipe", help="recipe YAML file or built-in name (e.g. gptq_w4a16, sparsegpt_2of4_gptq_w4a16)")
@@ -46,7 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ppl-windows", type=int, help="held-out windows for perplexity before/after (default 8)")
     parser.add_argument("--ppl-seq-len", type=int, help="tokens per perplexity window (default 512)")
     parser.add_argument("--no-ppl", action="store_true", help="skip perplexity before/after")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint made with other settings")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a checkpoint that acbench made at --out with other settings "
+                        "(a folder acbench did not make is never replaced)")
 
 
 def build_recipe_dict(args: argparse.Namespace) -> dict:

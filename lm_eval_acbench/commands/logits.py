@@ -5,6 +5,9 @@ the windows are drawn with a seeded generator (the original used an unseeded ran
 every model of a study sees the same token windows. Without the hub, ``wikitext2`` falls back to
 the corpus shipped in ``lm_eval_acbench/samples/corpus/paragraphs.txt`` (our own text, not
 WikiText-2) and the log's meta says so. Records have the same format as ``acbench-hf``'s.
+``--reference BASE_LOG`` (a compressed model logged against its base's log of the same windows)
+also stores this model's logits at the base's top-K ids: rank correlation is then exact at every
+position. The paper's own settings of the three analyses: ``acbench analyze --paper``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", help="torch dtype to load the model in (default float32)")
+    parser.add_argument("--reference", default=None,
+                        help="the base model's log of the same windows: also log this model's logits at its top-K ids")
 
 
 def load_paragraphs(corpus: str) -> tuple[list[str], str]:
@@ -79,13 +84,13 @@ def choose_windows(token_stream: list[int], num_seqs: int, seq_len: int, seed: i
 
 def log_corpus(model_dir, out: Path, *, corpus: str = "wikitext2", num_seqs: int = 50, seq_len: int = 32,
                seed: int = 0, top_k: int = 64, temperatures=(1.0,), batch_size: int = 8,
-               device: str = "cpu", dtype: str = "float32") -> Path:
+               device: str = "cpu", dtype: str = "float32", reference: Path | None = None) -> Path:
     """Write a logit log of ``model_dir`` on seeded windows of ``corpus``; returns ``out``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lm_eval_acbench.analysis.logio import LogWriter, write_meta
-    from lm_eval_acbench.models import summarize_positions, tokenizer_fingerprint
+    from lm_eval_acbench.analysis.window_log import log_windows
+    from lm_eval_acbench.models import tokenizer_fingerprint
 
     paras, source = load_paragraphs(corpus)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -95,36 +100,30 @@ def log_corpus(model_dir, out: Path, *, corpus: str = "wikitext2", num_seqs: int
     starts = choose_windows(stream, num_seqs, seq_len, seed)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype))
     model.to(device).eval()
-    out = Path(out)
-    write_meta(out, {"model": str(model_dir), "tokenizer": getattr(tokenizer, "name_or_path", ""),
-                     "tokenizer_hash": tokenizer_fingerprint(tokenizer), "top_k": int(top_k),
-                     "max_positions": seq_len, "temperatures": [float(t) for t in temperatures],
-                     "source": "corpus", "corpus": source, "seed": seed, "seq_len": seq_len})
-    writer = LogWriter(out)
     task = "corpus:" + ("wikitext2" if source.startswith("wikitext") else Path(source.split(":", 1)[1].split()[0]).stem)
-    for b in range(0, len(starts), batch_size):
-        chunk = starts[b:b + batch_size]
-        ids = torch.tensor([stream[s:s + seq_len] for s in chunk], device=device)
-        with torch.no_grad():
-            logits = model(ids).logits
-        for i, start in enumerate(chunk):
-            writer.add(task=task, doc_id=b + i, request_type="corpus", request_idx=start,
-                       input_ids=ids[i].tolist(), positions=range(seq_len),
-                       **summarize_positions(logits[i], top_k, temperatures))
-        writer.flush()
-    writer.close()
-    return out
+    meta = {"model": str(model_dir), "tokenizer": getattr(tokenizer, "name_or_path", ""),
+            "tokenizer_hash": tokenizer_fingerprint(tokenizer), "max_positions": seq_len,
+            "source": "corpus", "corpus": source, "seed": seed, "seq_len": seq_len}
+    return log_windows(model, [stream[s:s + seq_len] for s in starts], Path(out), meta=meta, task=task,
+                       top_k=top_k, temperatures=temperatures, batch_size=batch_size, request_idx=starts,
+                       reference=reference)
+
+
+def resolve_model(name: str) -> Path:
+    """A local model folder, or a name `acbench model fetch` resolves (one-line error if not)."""
+    model = Path(name)
+    if model.is_dir():
+        return model
+    from lm_eval_acbench.model_store import FetchError, fetch
+
+    try:
+        return fetch(name)
+    except FetchError as exc:
+        raise UserError(str(exc)) from exc
 
 
 def run(args: argparse.Namespace) -> int:
-    model = Path(args.model)
-    if not model.is_dir():
-        from lm_eval_acbench.model_store import FetchError, fetch
-
-        try:
-            model = fetch(args.model)
-        except FetchError as exc:
-            raise UserError(str(exc)) from exc
+    model = resolve_model(args.model)
     try:
         temps = [float(t) for t in str(args.temperatures).split(",") if t.strip()]
     except ValueError as exc:
@@ -134,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = log_corpus(model, Path(args.out), corpus=args.corpus, num_seqs=args.num_seqs, seq_len=args.seq_len,
                          seed=args.seed, top_k=args.top_k, temperatures=temps, batch_size=args.batch_size,
-                         device=args.device, dtype=args.dtype)
-    except ValueError as exc:  # meta mismatch in an existing folder
+                         device=args.device, dtype=args.dtype,
+                         reference=Path(args.reference) if args.reference else None)
+    except (ValueError, FileNotFoundError) as exc:  # an existing log in the folder, a bad reference
         raise UserError(str(exc)) from exc
     print(out)
     return 0

@@ -12,7 +12,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="*", help="lm-eval output folders, [LABEL=]FOLDER (label: folder name)")
     parser.add_argument("--out", required=True, help="report folder (report.md, report.html, CSVs, PNGs)")
     parser.add_argument("--base", default=None, help="label of the base model (default: 'base' or the first run)")
-    parser.add_argument("--analysis", default=None, help="an `acbench analyze` output folder to include")
+    parser.add_argument("--analysis", action="append", default=None,
+                        help="an `acbench analyze` (or `analyze --paper`) output folder to include; repeatable")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,11 +24,12 @@ def run(args: argparse.Namespace) -> int:
     missing = [str(p) for p in runs.values() if not p.is_dir()]
     if missing:
         raise UserError(f"run folder(s) not found: {', '.join(missing)}")
-    if args.analysis and not Path(args.analysis).is_dir():
-        raise UserError(f"analysis folder not found: {args.analysis}")
+    missing = [a for a in args.analysis or [] if not Path(a).is_dir()]
+    if missing:
+        raise UserError(f"analysis folder not found: {', '.join(missing)}")
     try:
         path = write_report(runs, Path(args.out), base=args.base,
-                            analysis_dir=Path(args.analysis) if args.analysis else None)
+                            analysis_dir=[Path(a) for a in args.analysis] if args.analysis else None)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     print(path)

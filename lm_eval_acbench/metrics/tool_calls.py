@@ -1,21 +1,37 @@
 """Decode the tool calls in a model's text output, in the formats models really emit.
 
 :func:`parse_tool_calls` turns a completion into a list of calls in BFCL's decoded form,
-``[{function_name: {argument: value}}, ...]``, or into no calls with a reason. Formats, tried in
-this order:
+``[{function_name: {argument: value}}, ...]``, or into no calls with a reason. This is the
+lenient decoder of ``accuracy_fixed`` and of episode tool actions; the reference ``accuracy``
+uses BFCL's own decoder (:mod:`lm_eval_acbench.metrics.bfcl_decode`). Reasoning (``<think>``)
+is removed before this runs (:mod:`lm_eval_acbench.thinking`). End-of-turn tokens at the end
+(``<|eot_id|>``, ``<|eom_id|>``, ``<|im_end|>``, ``</s>``, DeepSeek's end of sentence) are
+dropped. Formats, tried in this order (``format`` of the result in brackets):
 
-1. ``<tool_call>{...}</tool_call>`` blocks (Qwen/Hermes); an unclosed last block runs to the end;
-2. JSON: an object or a list of objects, bare or inside a ```json fence, optionally after
-   Llama-3's ``<|python_tag|>``; several objects separated by ``;`` or new lines are one list.
-   Accepted object shapes: ``{"name": f, "arguments": {...}}`` (also ``"parameters"`` as Llama 3
-   writes it, or ``"args"``; a JSON-encoded string of arguments is decoded),
-   ``{"function": {"name": f, "arguments": ...}}`` (OpenAI), ``{"tool_calls": [...]}`` and
-   BFCL's own ``{f: {...}}``;
-3. Python call syntax, ``f(a=1, b="x")`` or ``[f(a=1), g.h(b=2)]``, read with :mod:`ast` and
-   never evaluated. As in BFCL's decoder, keyword arguments become the call's arguments and
-   positional ones are dropped; a name stands for itself as a string (``x=pi`` gives ``"pi"``);
-   arithmetic on number literals is computed (``2**10`` gives 1024, within small bounds), any
-   other expression becomes its source text.
+1. DeepSeek's tool-call tokens [deepseek]: ``<｜tool▁call▁begin｜>function<｜tool▁sep｜>name``
+   then a ```json fence (V3, R1), or ``<｜tool▁call▁begin｜>name<｜tool▁sep｜>{...}`` (V3.1),
+   each up to ``<｜tool▁call▁end｜>``;
+2. Mistral's ``[TOOL_CALLS]`` [mistral]: a JSON list after it (v3 tokenizers), or
+   ``name[ARGS]{...}`` (v11+, with an optional ``[CALL_ID]id``), once per call;
+3. Llama 3's ``<|python_tag|>`` [python_tag+json / python_tag+python]: JSON calls, or the
+   built-in tools ``brave_search.call(query=...)`` (the tool is ``brave_search``);
+4. ``<tool_call>{...}</tool_call>`` blocks (Qwen/Hermes) [tool_call_tags]; an unclosed last
+   block runs to the end;
+5. text that opens with a call, ``f(x=[1.0, 3.0])``, is Python call syntax [python];
+6. JSON [json]: an object or a list of objects, bare or inside a ```json fence; several objects
+   separated by ``;`` or new lines are one list; prose after the JSON (braces included) is
+   ignored, and so is prose before JSON that opens a line. Accepted object shapes:
+   ``{"name": f, "arguments": {...}}`` (also ``"parameters"`` as Llama 3 writes it, or
+   ``"args"``; a JSON-encoded string of arguments is decoded), ``{"function": {"name": f,
+   "arguments": ...}}`` (OpenAI), ``{"tool_calls": [...]}`` and BFCL's own ``{f: {...}}``;
+7. Python call syntax [python], ``f(a=1, b="x")`` or ``[f(a=1), g.h(b=2)]`` or calls on separate
+   lines, read with :mod:`ast` and never evaluated: a name stands for itself as a string
+   (``x=pi`` gives ``"pi"``); arithmetic on number literals is computed (``2**10`` gives 1024,
+   within small bounds), any other expression becomes its source text. A positional argument
+   in a call is an error with a reason (BFCL's decoder drops it silently); a nested call with
+   one stays its source text;
+8. a pythonic list that opens a line after prose, with or without prose after it
+   [python_after_prose].
 
 Limits: outputs over :data:`MAX_CHARS` characters and values nested deeper than
 :data:`MAX_DEPTH` give no calls with a reason instead of raising.
@@ -35,7 +51,6 @@ MAX_DEPTH = 40
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)(?:```|\Z)", re.S)
 _TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.S)
-_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S)
 _ARG_KEYS = ("arguments", "parameters", "args")
 
 
@@ -44,7 +59,7 @@ class ParsedCalls:
     """What was decoded: ``calls`` in BFCL form, the ``format`` it came in, or an ``error``."""
 
     calls: list[dict] = field(default_factory=list)
-    format: str = "none"  # tool_call_tags | json | python | none
+    format: str = "none"  # deepseek | mistral | python_tag+... | tool_call_tags | json | python | python_after_prose | none
     error: str | None = None
 
     @property
@@ -119,8 +134,11 @@ def _call_from_object(obj: Any) -> list[dict]:
     raise _NotACall("JSON object without a function name")
 
 
-def _json_values(text: str) -> list[Any] | None:
-    """Every JSON value in ``text`` separated only by whitespace, ``;`` or ``,``; else None."""
+def _json_values(text: str, prefix: bool = False) -> list[Any] | None:
+    """Every JSON value in ``text`` separated only by whitespace, ``;`` or ``,``; else None.
+
+    With ``prefix``, decoding stops at the first text that is not JSON (prose after the calls)
+    instead of failing, as long as one value was decoded."""
     decoder = json.JSONDecoder()
     values = []
     pos = 0
@@ -130,9 +148,24 @@ def _json_values(text: str) -> list[Any] | None:
             pos += 1
         if pos >= len(text):
             break
-        value, pos = decoder.raw_decode(text, pos)
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            if prefix and values:
+                break
+            raise
         values.append(value)
     return values or None
+
+
+def _line_starts(text: str, chars: str, limit: int = 20) -> list[int]:
+    """Positions of ``chars`` that open the text or a line (after indentation), at most ``limit``."""
+    found = []
+    for match in re.finditer(r"(?:^|\n)[ \t]*([" + re.escape(chars) + "])", text):
+        found.append(match.start(1))
+        if len(found) >= limit:
+            break
+    return found
 
 
 def _from_json(text: str) -> list[dict] | None:
@@ -140,17 +173,23 @@ def _from_json(text: str) -> list[dict] | None:
     stripped = text.strip()
     if stripped.startswith("<|python_tag|>"):
         stripped = stripped[len("<|python_tag|>") :].strip()
-    candidates = [stripped]
+    candidates = [(stripped, False)]
     start = min((i for i in (stripped.find("["), stripped.find("{")) if i >= 0), default=-1)
     if start > 0:
         end = max(stripped.rfind("]"), stripped.rfind("}"))
         if end > start:
-            candidates.append(stripped[start : end + 1])
-    for candidate in candidates:
+            candidates.append((stripped[start : end + 1], False))
+    # JSON followed by prose (which may hold braces of its own): the JSON values that open the
+    # text or a line, decoded up to the prose. Not any inner brace: a truncated call must not
+    # turn into a call of its own arguments.
+    for line_start in dict.fromkeys(([start] if start >= 0 else []) + _line_starts(stripped, "[{")):
+        candidates.append((stripped[line_start:], True))
+    not_a_call = None
+    for candidate, prefix in candidates:
         if not candidate or candidate[0] not in "[{":
             continue
         try:
-            values = _json_values(candidate)
+            values = _json_values(candidate, prefix)
         except (ValueError, RecursionError):
             continue
         if values is None:
@@ -160,7 +199,14 @@ def _from_json(text: str) -> list[dict] | None:
             _depth(v) > MAX_DEPTH for v in values
         ):
             raise _NotACall(f"JSON nested deeper than {MAX_DEPTH} levels")
-        return _call_from_object(values if len(values) > 1 else values[0])
+        try:
+            return _call_from_object(values if len(values) > 1 else values[0])
+        except _NotACall as exc:
+            if not prefix:
+                raise
+            not_a_call = not_a_call or exc
+    if not_a_call is not None:
+        raise not_a_call
     return None
 
 
@@ -226,7 +272,7 @@ def _value(node: ast.AST, level: int = 1) -> Any:
             return _arith(node, level)
         except (ArithmeticError, OverflowError, ValueError, TypeError):
             return ast.unparse(node)
-    if isinstance(node, ast.Call) and node.keywords:
+    if isinstance(node, ast.Call) and node.keywords and not node.args:
         return _call(node, level + 1)
     return ast.unparse(node)
 
@@ -252,6 +298,12 @@ def _func_name(node: ast.AST) -> str:
 
 
 def _call(node: ast.Call, level: int = 1) -> dict:
+    if node.args:
+        # BFCL's decoder drops them without a word; a call whose arguments we cannot name is
+        # not the call the model meant, so it is reported instead.
+        raise _NotACall(
+            f"positional argument(s) in the call to {ast.unparse(node.func)}: only keyword arguments name parameters"
+        )
     args = {}
     for keyword in node.keywords:
         if keyword.arg is None:
@@ -289,11 +341,54 @@ def _from_python(text: str) -> list[dict] | None:
     return [_call(e) for e in elements]  # type: ignore[arg-type]
 
 
+def _matching_bracket(text: str, start: int) -> int | None:
+    """Index of the bracket that closes the one at ``start`` (quotes respected), or None."""
+    depth = 0
+    quote = None
+    pos = start
+    while pos < len(text):
+        char = text[pos]
+        if quote:
+            if char == "\\":
+                pos += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "[({":
+            depth += 1
+        elif char in "])}":
+            depth -= 1
+            if depth == 0:
+                return pos
+        pos += 1
+    return None
+
+
+def _python_after_prose(text: str) -> list[dict] | None:
+    """A ``[f(a=1), ...]`` list that opens a line after prose; prose may follow it too."""
+    for start in _line_starts(text, "[", limit=10):
+        if start == 0:
+            continue
+        end = _matching_bracket(text, start)
+        if end is None:
+            continue
+        calls = _from_python(text[start : end + 1])
+        if calls is not None:
+            return calls
+    return None
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 
 def _decode_block(text: str) -> tuple[list[dict] | None, str]:
-    """Calls from one chunk of text: JSON first, then Python call syntax."""
+    """Calls from one chunk of text: JSON first, then Python call syntax; text that opens with a
+    call (``f(x=[1.0, 3.0])``) is Python, so a list among its arguments is not read as JSON."""
+    if _CALL_START.match(text):
+        calls = _from_python(text)
+        if calls is not None:
+            return calls, "python"
     calls = _from_json(text)
     if calls is not None:
         return calls, "json"
@@ -321,10 +416,102 @@ def parse_tool_calls(text: Any) -> ParsedCalls:
         return ParsedCalls(error=f"undecodable output ({type(exc).__name__})")
 
 
+_END_TOKENS = re.compile(r"(?:\s*(?:<\|eom_id\|>|<\|eot_id\|>|<\|im_end\|>|</s>|<[｜|]end[▁_]of[▁_]sentence[｜|]>))+\s*\Z")
+_PYTHON_TAG = "<|python_tag|>"
+_MISTRAL = "[TOOL_CALLS]"
+_DEEPSEEK_CALL = re.compile(r"<[｜|]tool[▁_]call[▁_]begin[｜|]>(.*?)(?:<[｜|]tool[▁_]call[▁_]end[｜|]>|\Z)", re.S)
+_DEEPSEEK_SEP = re.compile(r"<[｜|]tool[▁_]sep[｜|]>")
+_DEEPSEEK_MARK = re.compile(r"<[｜|]tool[▁_]calls?[▁_]begin[｜|]>")
+
+
+def _json_object_at_start(text: str, what: str) -> dict:
+    """The JSON object that opens ``text`` (a fence around it is allowed); prose after it is ignored."""
+    body = _unfence(text.strip()).strip()
+    try:
+        value, _ = json.JSONDecoder().raw_decode(body)
+    except ValueError as exc:
+        raise _NotACall(f"{what}: arguments are not JSON") from exc
+    if not isinstance(value, dict):
+        raise _NotACall(f"{what}: arguments are a JSON {type(value).__name__}, not an object")
+    if _bracket_depth(body) > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        raise _NotACall(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _mistral(text: str) -> list[dict]:
+    """``[TOOL_CALLS] [{"name": ..., "arguments": ...}]`` (v3 tokenizers) or
+    ``[TOOL_CALLS]name[ARGS]{...}`` per call (v11+, optionally ``[CALL_ID]id`` before ``[ARGS]``)."""
+    calls: list[dict] = []
+    for number, piece in enumerate(text.split(_MISTRAL)[1:], 1):
+        piece = piece.strip()
+        if not piece:
+            continue
+        if "[ARGS]" in piece:
+            head, args = piece.split("[ARGS]", 1)
+            name = head.split("[CALL_ID]", 1)[0].strip()
+            if not re.fullmatch(r"[A-Za-z_][\w.\-]*", name):
+                raise _NotACall(f"[TOOL_CALLS] {number}: {name[:40]!r} is not a function name")
+            calls.append({name: _json_object_at_start(args, f"[TOOL_CALLS] {number} ({name})")})
+            continue
+        decoded = _from_json(piece)
+        if decoded is None:
+            raise _NotACall(f"[TOOL_CALLS] {number} is neither JSON calls nor name[ARGS]{{...}}")
+        calls.extend(decoded)
+    return calls
+
+
+def _deepseek(text: str) -> list[dict]:
+    """DeepSeek's tokens: ``<｜tool▁call▁begin｜>function<｜tool▁sep｜>name`` + a ```json fence
+    (V3, R1) or ``<｜tool▁call▁begin｜>name<｜tool▁sep｜>{...}`` (V3.1), each up to
+    ``<｜tool▁call▁end｜>``."""
+    calls: list[dict] = []
+    for number, block in enumerate(_DEEPSEEK_CALL.findall(text), 1):
+        parts = _DEEPSEEK_SEP.split(block, maxsplit=1)
+        if len(parts) != 2:
+            raise _NotACall(f"DeepSeek tool call {number} has no <｜tool▁sep｜>")
+        head, rest = parts[0].strip(), parts[1]
+        if head == "function":
+            name, _, rest = rest.strip().partition("\n")
+            name = name.strip()
+        else:
+            name = head
+        if not re.fullmatch(r"[A-Za-z_][\w.\-]*", name):
+            raise _NotACall(f"DeepSeek tool call {number}: {name[:40]!r} is not a function name")
+        calls.append({name: _json_object_at_start(rest, f"DeepSeek tool call {number} ({name})")})
+    if not calls:
+        raise _NotACall("DeepSeek tool-call tokens without a complete call")
+    return calls
+
+
+def _llama_python_tag(text: str) -> tuple[list[dict] | None, str]:
+    """After ``<|python_tag|>``: JSON calls, or Llama 3's built-in tools ``name.call(q=...)``
+    (the call of ``brave_search.call`` is the tool ``brave_search``)."""
+    body = text.split(_PYTHON_TAG, 1)[1].strip()
+    decoded, fmt = _decode_block(body)
+    if decoded is not None and fmt == "python":
+        decoded = [
+            {name[: -len(".call")] if name.endswith(".call") else name: args for name, args in call.items()}
+            for call in decoded
+        ]
+    return decoded, fmt
+
+
 def _parse(text: str) -> ParsedCalls:
-    text = _THINK.sub("", text).strip()
+    text = _END_TOKENS.sub("", text).strip()
     if not text:
         return ParsedCalls(error="empty output")
+    if _DEEPSEEK_CALL.search(text) or _DEEPSEEK_MARK.search(text):
+        return ParsedCalls(calls=_deepseek(text), format="deepseek")
+    if _MISTRAL in text:
+        calls = _mistral(text)
+        if not calls:
+            return ParsedCalls(format="mistral", error="empty [TOOL_CALLS]")
+        return ParsedCalls(calls=calls, format="mistral")
+    if _PYTHON_TAG in text:
+        decoded, fmt = _llama_python_tag(text)
+        if not decoded:
+            return ParsedCalls(format="python_tag", error="<|python_tag|> is not followed by a call")
+        return ParsedCalls(calls=decoded, format=f"python_tag+{fmt}")
     if "<tool_call>" in text:
         calls: list[dict] = []
         for number, block in enumerate(_TOOL_CALL.findall(text), 1):
@@ -338,6 +525,8 @@ def _parse(text: str) -> ParsedCalls:
             return ParsedCalls(format="tool_call_tags", error="empty <tool_call> blocks")
         return ParsedCalls(calls=calls, format="tool_call_tags")
     decoded, fmt = _decode_maybe_fenced(text)
+    if decoded is None:
+        decoded, fmt = _python_after_prose(text), "python_after_prose"
     if decoded is None:
         return ParsedCalls(error="no function call found (prose or malformed)")
     if not decoded:

@@ -44,12 +44,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _no_logits_dir(model_args: dict[str, Any]) -> dict[str, Any]:
+    # The study deletes and rewrites each cell's logit log, so it must own the folder: a
+    # user's logits_dir here would be a folder of theirs the study overwrites.
+    if "logits_dir" in model_args:
+        raise ValueError("logits_dir is set by the study (logits.enabled: true logs under <out>/logits/); "
+                         "remove it from model_args")
+    return model_args
+
+
 class ModelSpec(_Strict):
     """One model: a hub id, a local HF folder, or ``default`` (the embedded SmolLM2-135M)."""
 
     path: str = Field(description="hub id, local folder, or 'default'")
     name: str | None = Field(None, description="label in folders and reports (default: from path)")
     model_args: dict[str, Any] = Field(default_factory=dict, description="extra lm-eval model_args")
+
+    _model_args = field_validator("model_args")(_no_logits_dir)
 
     @model_validator(mode="before")
     @classmethod
@@ -115,6 +126,8 @@ class Backend(_Strict):
         description="GPUs one evaluation cell asks Ray for (default: vllm tp x dp, hf 1 on cuda, else 0)",
     )
 
+    _model_args = field_validator("model_args")(_no_logits_dir)
+
     def gpus_per_eval(self) -> float:
         if self.num_gpus is not None:
             return self.num_gpus
@@ -156,6 +169,8 @@ class Logits(_Strict):
 
     enabled: bool = False
     model_args: dict[str, Any] = Field(default_factory=dict, description="extra acbench-hf logging args")
+
+    _model_args = field_validator("model_args")(_no_logits_dir)
 
 
 class Analysis(_Strict):
@@ -286,11 +301,29 @@ def format_errors(exc: ValidationError, source: str) -> str:
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             extra = f"; did you mean {hint[0]!r}?" if hint else ""
             lines.append(f"{where}: unknown key{extra} (allowed: {', '.join(allowed)})")
+        elif err["type"] == "list_type":
+            lines.append(f"{where}: expected a list (YAML '- item' lines or [a, b]), "
+                         f"got {_yaml_kind(err.get('input'))}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{where}: {msg}")
+    lines = list(dict.fromkeys(lines))
     head = f"invalid study {source}:"
-    return head + "".join(f"\n  {line}" for line in dict.fromkeys(lines))
+    if len(lines) == 1:
+        return f"{head} {lines[0]}"
+    return head + "".join(f"\n  {line}" for line in lines)
+
+
+def _yaml_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return f"a {type(value).__name__}" if value is not None else "nothing (null)"
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _resolve_relative(data: dict, base: Path) -> dict:
@@ -309,8 +342,10 @@ def _resolve_relative(data: dict, base: Path) -> dict:
         data["include_path"] = [rel(p) for p in data["include_path"]]
     if isinstance(data.get("data"), dict) and data["data"].get("dir"):
         data["data"] = {**data["data"], "dir": rel(data["data"]["dir"])}
+    # Only lists are rewritten; anything else reaches validation as it is and is rejected there
+    # (iterating a mapping or a string here would turn `models: {path: x}` into a list of keys).
     models = []
-    for m in data.get("models") or []:
+    for m in _as_list(data.get("models")):
         path = m if isinstance(m, str) else (m.get("path") if isinstance(m, dict) else None)
         if isinstance(path, str) and path != "default" and not Path(path).is_absolute() and (base / path).exists():
             m = {"path": rel(path)} if isinstance(m, str) else {**m, "path": rel(path)}
@@ -318,7 +353,7 @@ def _resolve_relative(data: dict, base: Path) -> dict:
     if models:
         data["models"] = models
     recipes = []
-    for r in data.get("recipes") or []:
+    for r in _as_list(data.get("recipes")):
         value = r if isinstance(r, str) else (r.get("recipe") if isinstance(r, dict) else None)
         if isinstance(value, str) and value.endswith((".yaml", ".yml")) and not Path(value).is_absolute():
             r = {"recipe": rel(value), "name": Path(value).stem} if isinstance(r, str) else {

@@ -231,7 +231,7 @@ def run_study(
         echo(plan.describe(done))
         return RunSummary(plan, dry_run=True)
 
-    layout.root.mkdir(parents=True, exist_ok=True)
+    _claim_out(layout.root)
     (layout.root / "study.yaml").write_text(study_to_yaml(study), encoding="utf-8")
     write_json_atomic(layout.root / "plan.json", {
         "tasks": plan.tasks, "skipped": plan.skipped, "builtin_tasks": plan.builtin_tasks,
@@ -285,10 +285,26 @@ def run_study(
     return summary
 
 
+def _claim_out(root: Path) -> None:
+    """Make ``out`` ours (new, empty or marked): the study writes study.yaml, plan.json and
+    state.json at its top and replaces folders below it, so it never takes a user's folder."""
+    from lm_eval_acbench.errors import UserError
+    from lm_eval_acbench.owned_dirs import MARKER, make_owned_dir
+
+    root = Path(root)
+    try:
+        make_owned_dir(root, root=root.parent)
+    except UserError as exc:
+        hint = (f" (a study folder from an acbench without the marker: `touch {root / MARKER}` "
+                "to let this study reuse it)") if root.is_dir() else ""
+        raise UserError(f"study out: {exc}{hint}") from None
+
+
 def _load_state(layout: Layout) -> dict:
     try:
         state = json.loads(layout.state_file.read_text(encoding="utf-8"))
         if isinstance(state, dict) and isinstance(state.get("cells"), dict):
+            state["cells"] = {k: v for k, v in state["cells"].items() if isinstance(v, dict)}
             return state
     except (OSError, ValueError):
         pass

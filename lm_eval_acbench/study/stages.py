@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from lm_eval_acbench import owned_dirs
 from lm_eval_acbench.study.config import BASE, ENDPOINT_BACKENDS, Study
 from lm_eval_acbench.study.plan import Cell, Layout
 
@@ -35,19 +36,15 @@ class StageContext:
 # ---- helpers ---------------------------------------------------------------------------------
 
 def _staging(ctx: StageContext, cell: Cell) -> Path:
-    """An empty scratch folder for one cell, outside the folders that reports read."""
+    """An empty scratch folder (ours, marked) for one cell, outside the folders reports read."""
     staging = ctx.layout.staging_dir(cell.id)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    return staging
+    owned_dirs.remove_owned_dir(staging, root=ctx.layout.root)
+    return owned_dirs.make_owned_dir(staging, root=ctx.layout.root)
 
 
-def _publish(staging: Path, final: Path) -> None:
-    """Move a finished folder into place (replacing an unfinished older one)."""
-    if final.exists():
-        shutil.rmtree(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, final)
+def _publish(ctx: StageContext, staging: Path, final: Path) -> None:
+    """Move a finished folder into place, replacing an older one only if the study made it."""
+    owned_dirs.replace_owned_dir(staging, final, root=ctx.layout.root)
 
 
 def model_path(ctx: StageContext, model: str) -> str:
@@ -146,8 +143,10 @@ def evaluate(ctx: StageContext, cell: Cell) -> dict:
     final = ctx.layout.eval_dir(cell.model, cell.variant, cell.task)
     staging = _staging(ctx, cell)
     name, model_args = lm_eval_model(ctx, cell)
-    if "logits_dir" in model_args:  # a fresh log for this cell: a rerun must not append twice
-        shutil.rmtree(model_args["logits_dir"], ignore_errors=True)
+    if name == "acbench-hf":  # a fresh log for this cell: a rerun must not append twice
+        logits = ctx.layout.logits_dir(cell.model, cell.variant, cell.task)
+        owned_dirs.remove_owned_dir(logits, root=ctx.layout.root)
+        owned_dirs.make_owned_dir(logits, root=ctx.layout.root)
     metadata = task_metadata(study)
     manager = TaskManager(
         include_path=[str(p) for p in study.include_path] or None,
@@ -189,7 +188,7 @@ def evaluate(ctx: StageContext, cell: Cell) -> dict:
     written = sorted(staging.glob("results_*.json"))
     if not written:
         raise RuntimeError(f"lm-eval wrote no results file under {staging}")
-    _publish(staging, final)
+    _publish(ctx, staging, final)
     return {
         "results_file": str(written[-1].relative_to(staging)),
         "metrics": _scalar_metrics(results),
@@ -231,7 +230,8 @@ def merge_logs(ctx: StageContext, model: str) -> tuple[Path, dict[str, Path], di
                 logs[folder.name] = folder
         return logs
 
-    shutil.rmtree(root, ignore_errors=True)
+    owned_dirs.remove_owned_dir(root, root=layout.root)
+    owned_dirs.make_owned_dir(root, root=layout.root)
     base_logs = finished_logs(BASE)
     if not base_logs:
         raise RuntimeError(f"no finished logit logs of {model}/{BASE} to compare against")
@@ -286,7 +286,7 @@ def analyze(ctx: StageContext, cell: Cell) -> dict:
     settings = {"allow_partial": True, **ctx.study.analysis.settings}
     analyze_runs(base, compressed, staging, **settings)
     (staging / "acbench_logs.json").write_text(json.dumps(stats, indent=2))
-    _publish(staging, final)
+    _publish(ctx, staging, final)
     return {"analysis_dir": str(final), "compared": sorted(compressed), "logs": stats}
 
 
@@ -311,7 +311,7 @@ def report(ctx: StageContext, cell: Cell) -> dict:
         analysis_dir=analysis_dir if analysis_dir.is_dir() else None,
     )
     name = Path(path).relative_to(staging)
-    _publish(staging, final)
+    _publish(ctx, staging, final)
     (final / "acbench_runs.json").write_text(json.dumps({k: str(v) for k, v in runs.items()}, indent=2))
     return {"report": str(final / name)}
 

@@ -10,10 +10,12 @@ Prompt: the item's messages with its functions as tools, rendered by
 :func:`lm_eval_acbench.chat.render_messages` (per sample; the way tools reached the model is the
 metric ``tools_in_template`` and the logged ``acbench_render`` field).
 
-Scoring: :func:`score_output` decodes the completion with
-:func:`lm_eval_acbench.metrics.tool_calls.parse_tool_calls` and checks it with
-:mod:`lm_eval_acbench.metrics.bfcl_ast` under the reference rules (``accuracy``) and the fixed
-rules (``accuracy_fixed``); ``parse_rate`` is 1 when at least one call was decoded.
+Scoring: :func:`score_output` gives two verdicts. ``accuracy`` is BFCL's: the completion
+decoded by BFCL's own prompting decoder (:func:`lm_eval_acbench.metrics.bfcl_decode.decode_reference`)
+and checked under the reference rules of :mod:`lm_eval_acbench.metrics.bfcl_ast`.
+``accuracy_fixed`` decodes leniently (:func:`lm_eval_acbench.metrics.tool_calls.parse_tool_calls`:
+fences, JSON, tool tags, model tool-call tokens) and checks under the fixed rules; ``parse_rate`` is 1 when the lenient
+decoder found at least one call.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, thinking
 from lm_eval_acbench.logsafe import log_safe
 from lm_eval_acbench.metrics import bfcl_ast
+from lm_eval_acbench.metrics.bfcl_decode import decode_reference
 from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
 from lm_eval_acbench.tasks.rendered import RenderedMessagesTask
 
@@ -103,12 +106,16 @@ for _category in CATEGORIES:
 
 def score_output(output: str, functions: list[dict], ground_truth: list[dict], category: str) -> dict:
     """Per-item metrics and verdict of one completion (see the module docstring)."""
+    decoded = decode_reference(output)
+    reference = bfcl_ast.check_item(functions, decoded.calls, ground_truth, category, bfcl_ast.REFERENCE)
     parsed = parse_tool_calls(output)
-    reference = bfcl_ast.check_item(functions, parsed.calls, ground_truth, category, bfcl_ast.REFERENCE)
     fixed = bfcl_ast.check_item(functions, parsed.calls, ground_truth, category, bfcl_ast.FIXED)
     reason = reference.reason
+    if decoded.error:
+        reason = f"{reason}; BFCL decoder: {decoded.error}" if reason else f"BFCL decoder: {decoded.error}"
+    reason_fixed = fixed.reason
     if not parsed.calls and parsed.error:
-        reason = f"{reason}; {parsed.error}" if reason else parsed.error
+        reason_fixed = f"{reason_fixed}; {parsed.error}" if reason_fixed else parsed.error
     return {
         "accuracy": float(reference.valid),
         "accuracy_fixed": float(fixed.valid),
@@ -118,9 +125,10 @@ def score_output(output: str, functions: list[dict], ground_truth: list[dict], c
             "valid_fixed": fixed.valid,
             "error_type": reference.error_type,
             "reason": reason,
-            "reason_fixed": fixed.reason,
-            "format": parsed.format,
-            "calls": _jsonable(parsed.calls),
+            "reason_fixed": reason_fixed,
+            "calls": _jsonable(decoded.calls),
+            "format_fixed": parsed.format,
+            "calls_fixed": _jsonable(parsed.calls),
         },
     }
 
@@ -139,7 +147,7 @@ class FunctionCallTask(RenderedMessagesTask):
     def process_results(self, doc, results):
         rendered = self.rendered(doc)
         scored = score_output(
-            results[0] if results else "",
+            thinking.answer(doc, results[0] if results else ""),
             data.doc_json(doc, "functions", []),
             data.doc_json(doc, "ground_truth", []),
             doc.get("category", ""),

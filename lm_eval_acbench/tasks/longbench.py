@@ -26,7 +26,7 @@ import functools
 import logging
 from pathlib import Path
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, thinking
 from lm_eval_acbench.metrics import longcontext_longbench as scoring
 from lm_eval_acbench.tasks import niah
 
@@ -172,7 +172,7 @@ def load(**kwargs):
     budget = truncation_budget(kwargs, tokenizer, max_gen_toks) if tokenizer is not None else None
     if budget is None:
         log.warning("longbench %s: no tokenizer or window known; prompts are NOT middle-truncated", dataset)
-    records = build_records(dataset, rows, tokenizer, budget)
+    records = thinking.tag(build_records(dataset, rows, tokenizer, budget), kwargs)
     for record in records:
         record[data.SOURCE_FIELD] = str(source)
     return data.as_split(records)
@@ -191,7 +191,7 @@ def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """The data set's metric (max over gold answers), as ``score`` and under its own name."""
     dataset = doc["dataset"]
     metric = DATASETS[dataset][0]
-    prediction = results[0] if results and isinstance(results[0], str) else ""
+    prediction = thinking.answer(doc, results[0] if results else "")  # "" for a non-string
     value = scoring.best_over_golds(
         dataset, metric, prediction, data.doc_json(doc, "answers", []), data.doc_json(doc, "all_classes", [])
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, thinking
 from lm_eval_acbench.metrics import longgenbench as scoring
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def load_subset(subset: str, metadata: dict) -> list[dict]:
         hub_id="/".join(HUB[subset]),
     )
     k = int(metadata.get(f"longgenbench_{subset}_k") or DEFAULT_K[subset])
-    records = pack(subset, question_items(subset, rows), k)
+    records = thinking.tag(pack(subset, question_items(subset, rows), k), metadata)
     for record in records:
         record["system"] = system_text(record)
         record[data.SOURCE_FIELD] = str(source)
@@ -162,7 +162,7 @@ def doc_to_target(doc: dict) -> str:
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """Label-aligned prompt accuracy (``acc``, also ``score``), the original zip rule, diagnostics."""
-    response = results[0] if results and isinstance(results[0], str) else ""
+    response = thinking.answer(doc, results[0] if results else "")  # "" for a non-string
     golds = data.doc_json(doc, "golds", [])
     golds = golds if isinstance(golds, list) else []
     kind = "number" if doc["subset"] == "gsm8k" else "letter"

@@ -31,7 +31,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, thinking
 from lm_eval_acbench.metrics import needle
 
 log = logging.getLogger(__name__)
@@ -344,7 +344,7 @@ def load_niah(**metadata):
     tokenizer = load_tokenizer(name, bool(metadata.get("trust_remote_code")))
     lengths, depths = grid_settings(metadata, tokenizer)
     text, source = haystack_text(metadata)
-    return data.as_split(build_grid(text, tokenizer, lengths, depths, source))
+    return data.as_split(thinking.tag(build_grid(text, tokenizer, lengths, depths, source), metadata))
 
 
 def doc_to_text(doc: dict) -> str:
@@ -357,7 +357,7 @@ def doc_to_target(doc: dict) -> str:
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """Recall (also as ``score``), ROUGE-1 F, and the recall keyed by the cell's length and depth."""
-    response = results[0] if results else ""
+    response = thinking.answer(doc, results[0] if results else "")
     scores = needle.score_response(response)
     recall = scores["recall"]
     return {

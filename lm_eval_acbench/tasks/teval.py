@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, thinking
 from lm_eval_acbench.logsafe import log_safe
 from lm_eval_acbench.metrics import teval_scores as ts
 from lm_eval_acbench.tasks.rendered import RenderedMessagesTask
@@ -245,7 +245,7 @@ class TEvalTask(RenderedMessagesTask):
         model = metadata.get("embedding_model") if isinstance(metadata.get("embedding_model"), str) else None
         needs_embeddings = doc["dimension"] == "plan" or doc["dimension"] == "reason"
         try:
-            scored = score_doc(doc, results[0] if results else "", model)
+            scored = score_doc(doc, thinking.answer(doc, results[0] if results else ""), model)
         except Exception as exc:  # e.g. no embedding model: the item scores 0 and the log says why
             log.warning("teval %s: scoring failed (%s: %s); scored 0", doc.get("id"), type(exc).__name__, exc)
             scored = {"score": 0.0, "parsed": False, "detail": {"error": f"{type(exc).__name__}: {exc}"}}

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lm_eval_acbench import data
+from lm_eval_acbench import data, thinking
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,8 @@ def score_responses(resps: list, docs: list[dict]) -> list[dict]:
         return []
     model = next((str(d.get(MODEL_FIELD)) for d in docs if d.get(MODEL_FIELD)), None)
     encode, resolved = cached_encoder(model)
-    results = score_batch([_response_text(r) for r in resps], [doc_to_target(d) for d in docs], encode)
+    answers = [thinking.answer(d, _response_text(r)) for r, d in zip(resps, docs)]
+    results = score_batch(answers, [doc_to_target(d) for d in docs], encode)
     for result in results:
         result["embedding_model"] = resolved
     return results
