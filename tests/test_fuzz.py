@@ -85,6 +85,7 @@ def test_quick_profile_task_classes():
 @example(value="a{9999999999}")  # subgoal pattern: OverflowError in re.compile
 @example(value="(" * 5000 + ")" * 5000)  # subgoal pattern / JSON: RecursionError
 @example(value="Answer_1: x answer is (B " * 2000)  # LongGenBench zip rule: cubic regex (minutes)
+@example(value="Answer_12345678901:" * 5000)  # the zip rule again: each marker rescanned its line
 @example(value="Thought:x\nAction:y\n" * 3000)  # T-Eval string template: cubic regex (minutes)
 @example(value="*" * 50_000)  # extract_action: quadratic on runs of *
 @example(value=" ".join(["the", "cat"] * 16_000))  # LongBench ROUGE-L: 32k-word LCS

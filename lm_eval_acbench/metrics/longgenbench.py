@@ -167,13 +167,19 @@ def zip_matches(response: str, kind: str) -> list[str]:
     """
     out: list[str] = []
     position = 0
+    line_end = -1  # the first new line after the last region's start (regions only move right)
+    dead_until = -1  # a region starting before this, on that line, holds no answer
     while True:
         marker = _ZIP_MARKER.search(response, position)
         if marker is None:
             return out
         start = marker.end()
-        line_end = response.find("\n", start)
-        line_end = len(response) if line_end < 0 else line_end
+        if start < dead_until:  # a suffix of a region that already failed
+            position = marker.start() + 1
+            continue
+        if start > line_end:
+            line_end = response.find("\n", start)
+            line_end = len(response) if line_end < 0 else line_end
         if kind == "number":
             answer = _ZIP_NUMBER_TAIL.search(response, start, line_end)
             if answer is not None:
@@ -187,6 +193,7 @@ def zip_matches(response: str, kind: str) -> list[str]:
                 out.append(response[opening + len("answer is ("):closing])
                 position = closing + 1
                 continue
+        dead_until = line_end
         position = marker.start() + 1
 
 
