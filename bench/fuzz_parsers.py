@@ -8,7 +8,7 @@ shared), and the smallest crashing input. An audit hook counts any input that ex
 process or opens a file for writing while a target runs (column ``audit``).
 
     PYTHONPATH=$PWD nice -n 10 .venv/bin/python bench/fuzz_parsers.py [--n 100000] [--seed 0]
-        [--only SUBSTRING]   (targets whose name contains it)  [--part K/N]  (every N-th target from the K-th)
+        [--only SUB1,SUB2]   (targets whose name contains one of them)  [--part K/N]  (every N-th target from the K-th)
 
 Exit status 1 when any target crashed, took 1 s or more on one input, or tripped the audit hook.
 """
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="inputs per target (default 100,000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", default=None, help="targets whose name contains this")
+    parser.add_argument("--only", default=None, help="targets whose name contains one of these (comma-separated)")
     parser.add_argument("--part", default="1/1", help="K/N: run every N-th target from the K-th (split a run over processes)")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)  # scorers warn per bad item; 100,000 warnings are noise here

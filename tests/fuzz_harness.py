@@ -300,7 +300,8 @@ def _task_target(name: str, task) -> Target:
 
 
 def targets(select: str | None = None, with_tasks: bool = True) -> list[Target]:
-    """Every target (or those whose name contains ``select``), set up with our sample data;
+    """Every target (or those whose name contains one of the comma-separated parts of
+    ``select``), set up with our sample data;
     ``with_tasks=False`` leaves out the Python task classes (loading them takes seconds)."""
     import lm_eval.evaluator  # noqa: F401  (start-up hook: the episode loop is in place)
     from lm_eval_acbench import data
@@ -313,8 +314,13 @@ def targets(select: str | None = None, with_tasks: bool = True) -> list[Target]:
 
     out: list[Target] = []
 
+    wanted_names = select.split(",") if select else None
+
+    def selected(name: str) -> bool:
+        return wanted_names is None or any(part in name for part in wanted_names)
+
     def add(name: str, reads: str, call: Callable[[Any], tuple[Any, Any]], logged: bool = False) -> None:
-        if select is None or select in name:
+        if selected(name):
             out.append(Target(name, reads, call, logged))
 
     # function calling
@@ -485,7 +491,7 @@ def targets(select: str | None = None, with_tasks: bool = True) -> list[Target]:
     add("data.doc_json", "data row", lambda v: (None, data.doc_json({"k": v}, "k")))
 
     # The Python task classes, loaded once through lm-eval's TaskManager (our sample data)
-    wanted = [n for n in _TASK_NAMES if with_tasks and (select is None or select in f"{n}.process_results")]
+    wanted = [n for n in _TASK_NAMES if with_tasks and selected(f"{n}.process_results")]
     if wanted:
         for name, task in sorted(_load_tasks(wanted).items()):
             out.append(_task_target(name, task))

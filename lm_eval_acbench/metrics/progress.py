@@ -91,7 +91,7 @@ def mean(values: Iterable[float]) -> float:
 
 
 # ---- observation patterns (Jericho, ALFWorld) ------------------------------------------------
-MAX_PATTERN_CHARS = 2_000  # AgentBoard's subgoal patterns are a few words; longer ones match literally
+MAX_PATTERN_CHARS = 300  # AgentBoard's longest subgoal pattern has 96 characters; longer ones match literally
 MAX_OBSERVATION_CHARS = 100_000  # observations and patterns are read up to here
 _NOT_PATTERN_CHAR = re.compile(r"[^a-zA-Z0-9\s]")
 _WHITESPACE = re.compile(r"\s+")
@@ -144,8 +144,9 @@ SEARCH_TIMEOUT_S = 0.05  # one subgoal search; a pattern that backtracks longer 
 def compile_subgoal(pattern):
     """A subgoal regular expression, compiled (``re`` syntax, through the ``regex`` module so that
     a search can be stopped); text that is not a valid expression, or is longer than
-    :data:`MAX_PATTERN_CHARS`, is matched literally (:class:`LiteralPattern`); None for
-    non-strings and empty patterns."""
+    :data:`MAX_PATTERN_CHARS`, is matched literally (:class:`LiteralPattern`: the ``regex``
+    module's search on a long, nearly matching literal is superlinear and outside its timeout);
+    None for non-strings and empty patterns."""
     import regex
 
     if not isinstance(pattern, str) or not pattern:
