@@ -304,6 +304,9 @@ def targets(select: str | None = None, with_tasks: bool = True) -> list[Target]:
     ``select``), set up with our sample data;
     ``with_tasks=False`` leaves out the Python task classes (loading them takes seconds)."""
     import lm_eval.evaluator  # noqa: F401  (start-up hook: the episode loop is in place)
+    import networkx  # noqa: F401  (the scorers import these on first use: not an input's cost)
+    import regex  # noqa: F401
+    import scipy.optimize  # noqa: F401
     from lm_eval_acbench import data
     from lm_eval_acbench.envs import babyai, jericho_env, pddl_env, tools
     from lm_eval_acbench.episodes import extract_action, tool_action
