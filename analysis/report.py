@@ -9,9 +9,11 @@ optionally, an :func:`lm_eval_acbench.analysis.analyze_runs` folder. Outputs in 
   ``capabilities.csv``, ``models.csv`` and, with an analysis, ``analysis.csv``.
 
 Relative drop in % = ``(base - compressed) / |base| * 100`` (positive: the compressed model is
-worse on a higher-is-better metric). Missing or failed cells stay blank and get a note. A task
-whose logged docs carry ``acbench_data_source`` ``sample:<benchmark>`` is flagged: it ran on
-acbench's small sample set, not on the benchmark.
+worse on a higher-is-better metric). Missing or failed cells stay blank and get a note. The ``data`` column says where each
+task's data came from: the results file's ``acbench_data`` (see
+``lm_eval_acbench.provenance``), else the ``acbench_data_source`` of the logged docs; a task
+that ran on acbench's small sample set, not on the benchmark, is marked ``SAMPLE`` there and
+gets a note.
 """
 
 from __future__ import annotations
@@ -131,8 +133,16 @@ def metric_values(metrics: dict) -> dict[str, float]:
 
 
 def data_sources(folder: Path) -> dict[str, set[str]]:
-    """``{task: {acbench_data_source values}}`` from the samples logs."""
+    """``{task: {data source strings}}`` from the results files' ``acbench_data`` and the samples logs."""
     sources: dict[str, set[str]] = {}
+    for path in _run_files(folder, "results_*.json"):
+        try:
+            recorded = json.loads(path.read_text()).get("acbench_data") or {}
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        for task, provenance in recorded.items() if isinstance(recorded, dict) else ():
+            if isinstance(provenance, dict) and provenance.get("source"):
+                sources.setdefault(task, set()).add(str(provenance["source"]))
     for path in _run_files(folder, "samples_*.jsonl"):
         task = path.name[len("samples_"):].rsplit("_", 1)[0]
         found = sources.setdefault(task, set())
@@ -147,6 +157,11 @@ def data_sources(folder: Path) -> dict[str, set[str]]:
                 if isinstance(doc, dict) and doc.get("acbench_data_source"):
                     found.add(str(doc["acbench_data_source"]))
     return sources
+
+
+def data_label(sources) -> str:
+    """The ``data`` cell: the sources, with sample-set ones marked ``SAMPLE``."""
+    return ", ".join(f"{s} (SAMPLE)" if s.startswith("sample:") else s for s in sorted(sources))
 
 
 def capability_map() -> dict[str, str]:
@@ -205,9 +220,12 @@ def build_tables(runs: dict[str, Path], base: str):
                 if m not in metric_names:
                     metric_names.append(m)
         srcs = sorted({s for _, _, ds in loaded.values() for s in ds.get(task, set())})
+        if not srcs:  # a group: the sources of its subtasks
+            srcs = sorted({s for _, _, ds in loaded.values() for sub in subtasks_all.get(task, [])
+                           for s in ds.get(sub, set())})
         for rank, metric in enumerate(metric_names):
             row = {"capability": cap, "task": task, "is_group": task in groups, "metric": metric,
-                   "primary": rank == 0, "data_source": ", ".join(srcs)}
+                   "primary": rank == 0, "data": data_label(srcs)}
             base_value = metric_values(loaded[base][0].get(task, {})).get(metric) if base in loaded else None
             row[f"{base}"] = base_value
             for label in others:

@@ -26,6 +26,7 @@ OFF_SWITCH = "ACBENCH_DISABLE_HOOK"
 # name -> "module:attribute", resolved lazily by lm-eval's registry.
 MODEL_TYPES = {
     "acbench-hf": "lm_eval_acbench.models:LogitLoggingHFLM",
+    "acbench-chat-completions": "lm_eval_acbench.tool_chat:ToolCallingChatCompletion",
 }
 
 _TASK_MANAGER_MODULE = "lm_eval.tasks.manager"
@@ -76,10 +77,41 @@ def register_models(_module=None) -> None:
 
 
 def patch_evaluator(module) -> None:
-    """Give ``lm_eval.evaluator.evaluate`` the multi-turn episode loop (see episodes.py)."""
+    """Give ``lm_eval.evaluator.evaluate`` the multi-turn episode loop (see episodes.py) and the
+    per-task data provenance in its results (see provenance.py)."""
     from lm_eval_acbench.episodes import patch_evaluator as patch
+    from lm_eval_acbench.provenance import patch_evaluator as record_provenance
 
     patch(module)
+    record_provenance(module)
+    install_error_hook()
+
+
+def install_error_hook() -> None:
+    """Print acbench's user errors (bad data, a missing scorer) as one line under ``lm_eval``.
+
+    Only :class:`lm_eval_acbench.errors.UserError` (``DataUnavailable`` and scorer errors are
+    ones) reaching the top of the process; every other exception keeps its traceback.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_acbench_errors", False):
+        return
+
+    def hook(kind, value, traceback):
+        from lm_eval_acbench.errors import UserError
+
+        cause, seen = value, 0
+        while cause is not None and not isinstance(cause, UserError) and seen < 8:
+            cause, seen = cause.__cause__ or cause.__context__, seen + 1
+        if isinstance(cause, UserError):
+            message = " ".join(str(cause).split())
+            sys.stderr.write(f"error: {message}\n")
+            sys.stderr.flush()
+            return
+        previous(kind, value, traceback)
+
+    hook._acbench_errors = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 _CALLBACKS = {

@@ -17,7 +17,13 @@ text and the way it was made, one of :data:`MODES`:
 * ``template`` -- the chat template, no tools involved;
 * ``plain`` / ``plain+system_tools`` -- no tokenizer or no chat template (or the template
   failed on every variant below): ``System: ...`` / ``User: ...`` blocks ending in
-  ``Assistant:``, tools in the system block.
+  ``Assistant:``, tools in the system block;
+* ``messages`` / ``messages+system_tools`` / ``messages+native_tools`` -- a chat API renders the
+  prompt on its server: the message list is sent (:func:`api_messages`), tools in the system
+  message or, for native function calling, as the request's ``tools`` (see ``prompting.py``).
+
+``template_kwargs`` (the evaluated model's ``chat_template_args``, a named template, vLLM's
+resolved template) go to every ``apply_chat_template`` call, the tools probe included.
 
 Roles the template may not know are handled by trying variants in order and keeping the first
 that renders without error and keeps every message's content: the messages as given; ``function``
@@ -36,7 +42,8 @@ from typing import Any, Iterable
 
 log = logging.getLogger(__name__)
 
-MODES = ("template+tools", "template+system_tools", "template", "plain", "plain+system_tools")
+MODES = ("template+tools", "template+system_tools", "template", "plain", "plain+system_tools",
+         "messages", "messages+system_tools", "messages+native_tools")
 FUNCTION_PREFIX = "Function result:\n"
 _PROBE_TOOL = {
     "type": "function",
@@ -141,18 +148,20 @@ def tools_system_text(tools: Iterable[dict]) -> str:
     )
 
 
-def template_uses_tools(tokenizer) -> bool:
+def template_uses_tools(tokenizer, template_kwargs: dict | None = None) -> bool:
     """Whether the chat template renders its ``tools`` argument (probe with and without one)."""
-    key = (id(tokenizer), str(getattr(tokenizer, "chat_template", "")))
+    template_kwargs = template_kwargs or {}
+    key = (id(tokenizer), str(getattr(tokenizer, "chat_template", "")), repr(sorted(template_kwargs.items())))
     with _lock:
         if key in _tool_support:
             return _tool_support[key]
     messages = [{"role": "user", "content": "hello"}]
     try:
         with_tool = tokenizer.apply_chat_template(
-            messages, tools=[_PROBE_TOOL], tokenize=False, add_generation_prompt=True
+            messages, tools=[_PROBE_TOOL], tokenize=False, add_generation_prompt=True, **template_kwargs
         )
-        without = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        without = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                                **template_kwargs)
         uses = with_tool != without and "acbench_probe_tool" in with_tool
     except Exception:
         uses = False
@@ -223,13 +232,25 @@ def _keeps_content(text: str, messages: list[dict]) -> bool:
     return all(m["content"].strip() in text for m in messages if m["content"].strip())
 
 
+def api_messages(messages: Iterable[dict]) -> list[dict]:
+    """Messages as a chat API accepts them from a recorded dialogue: ``function``/``tool``
+    results become user messages prefixed with ``Function result:`` (an API's ``tool`` role
+    needs the ``tool_call_id`` of a call the dialogue never made); other roles as given."""
+    return [
+        {"role": "user", "content": FUNCTION_PREFIX + m["content"]} if m["role"] in ("function", "tool")
+        else {"role": m["role"], "content": m["content"]}
+        for m in _normalise(messages)
+    ]
+
+
 def plain_text(messages: list[dict]) -> str:
     """The no-template format: ``Role: content`` blocks, ending with ``Assistant:``."""
     blocks = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
     return "\n\n".join(blocks + ["Assistant:"])
 
 
-def _with_system_text(messages: list[dict], extra: str) -> list[dict]:
+def with_system_text(messages: list[dict], extra: str) -> list[dict]:
+    """``extra`` appended to the system message (one is added first when there is none)."""
     messages = [dict(m) for m in messages]
     if messages and messages[0]["role"] == "system":
         messages[0]["content"] = f"{messages[0]['content']}\n\n{extra}" if messages[0]["content"] else extra
@@ -245,11 +266,14 @@ def render_messages(
     metadata: dict | None = None,
     tokenizer=None,
     add_generation_prompt: bool = True,
+    template_kwargs: dict | None = None,
 ) -> Rendered:
     """Render ``messages`` (and ``tools``) for the model named in ``metadata`` (module docstring).
 
-    ``tokenizer`` overrides the metadata lookup (tests, callers that hold one already).
+    ``tokenizer`` overrides the metadata lookup (tests, callers that hold one already);
+    ``template_kwargs`` go to every ``apply_chat_template`` call.
     """
+    template_kwargs = dict(template_kwargs or {})
     msgs = _normalise(messages)
     tools = [openai_tool(t) for t in tools] if tools else None
     tok = tokenizer if tokenizer is not None else load_tokenizer(metadata)
@@ -257,17 +281,17 @@ def render_messages(
         note = "no tokenizer in metadata" if tok is None else "tokenizer has no chat template"
         if tools:
             return Rendered(
-                plain_text(_with_system_text(msgs, tools_system_text(tools))), "plain+system_tools", note=note
+                plain_text(with_system_text(msgs, tools_system_text(tools))), "plain+system_tools", note=note
             )
         return Rendered(plain_text(msgs), "plain", note=note)
 
-    use_tools_arg = bool(tools) and template_uses_tools(tok)
+    use_tools_arg = bool(tools) and template_uses_tools(tok, template_kwargs)
     if tools and not use_tools_arg:
-        msgs = _with_system_text(msgs, tools_system_text(tools))
+        msgs = with_system_text(msgs, tools_system_text(tools))
     mode = "template+tools" if use_tools_arg else ("template+system_tools" if tools else "template")
     errors = []
     for label, variant in _variants(msgs):
-        kwargs = {"tools": tools} if use_tools_arg else {}
+        kwargs = dict(template_kwargs, tools=tools) if use_tools_arg else template_kwargs
         try:
             text = tok.apply_chat_template(
                 variant, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
@@ -281,6 +305,6 @@ def render_messages(
     note = "chat template failed (" + "; ".join(errors) + ")"
     log.warning("acbench: %s; using the plain format", note)
     if tools:
-        plain_msgs = msgs if not use_tools_arg else _with_system_text(msgs, tools_system_text(tools))
+        plain_msgs = msgs if not use_tools_arg else with_system_text(msgs, tools_system_text(tools))
         return Rendered(plain_text(plain_msgs), "plain+system_tools", note=note)
     return Rendered(plain_text(msgs), "plain", note=note)

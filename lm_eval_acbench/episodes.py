@@ -396,12 +396,41 @@ def patch_evaluator(module) -> None:
         bound = bound_signature.bind(*args, **kwargs)
         bound.apply_defaults()
         lm = bound.arguments["lm"]
-        with _episode_aware(lm, bound.arguments.get("apply_chat_template"), bound.arguments.get("system_instruction")):
-            return original(*args, **kwargs)
+        from lm_eval_acbench import run_args
+
+        # tasks see only bool(--apply_chat_template); a template's name is kept for them here
+        with run_args.recorded(chat_template=bound.arguments.get("apply_chat_template")):
+            with _episode_aware(lm, bound.arguments.get("apply_chat_template"),
+                                bound.arguments.get("system_instruction")):
+                return original(*args, **kwargs)
 
     evaluate._acbench_episodes = True  # type: ignore[attr-defined]
     module.evaluate = evaluate
+    _record_gen_kwargs(module)
     _state["patched"] = True
+
+
+def _record_gen_kwargs(module) -> None:
+    """Wrap ``simple_evaluate`` so data-set builders see ``--gen_kwargs`` (see run_args.py)."""
+    import inspect
+
+    original = getattr(module, "simple_evaluate", None)
+    if original is None or getattr(original, "_acbench_run_args", False):
+        return
+    signature = inspect.signature(original)
+    if "gen_kwargs" not in signature.parameters:
+        return
+
+    @functools.wraps(original)
+    def simple_evaluate(*args, **kwargs):
+        from lm_eval_acbench import run_args
+
+        bound = signature.bind_partial(*args, **kwargs)
+        with run_args.recorded(gen_kwargs=bound.arguments.get("gen_kwargs")):
+            return original(*args, **kwargs)
+
+    simple_evaluate._acbench_run_args = True  # type: ignore[attr-defined]
+    module.simple_evaluate = simple_evaluate
 
 
 def require_loop() -> None:
@@ -477,14 +506,19 @@ def lm_policy(lm, original, chat: bool, origins: Sequence[tuple] | None = None
     def render(request: StepRequest):
         if not chat:
             return render_plain(request.messages)
-        tokenizer = getattr(lm, "tokenizer", None)
-        template_args = getattr(lm, "chat_template_args", None)
-        if request.tools and tokenizer is not None and isinstance(template_args, dict):
-            try:  # chat templates that take tools get them as schemas too
-                return tokenizer.apply_chat_template(request.messages, tools=request.tools, tokenize=False,
-                                                     add_generation_prompt=True, **template_args)
-            except Exception:  # noqa: BLE001 - template without tools support: prompt text has them
-                pass
+        from lm_eval_acbench import prompting
+
+        if prompting.renders_locally(lm, lm.apply_chat_template):
+            # chat.py's role fallbacks: a template that rejects the system role gets it folded
+            # into the user turn (lm-eval's own apply_chat_template would drop it, and with it
+            # the instructions and the action list)
+            from lm_eval_acbench.chat import render_messages, template_uses_tools
+
+            kwargs = prompting.template_kwargs(lm)
+            # the instructions already describe the tools: schemas only for templates that take them
+            tools = request.tools if request.tools and template_uses_tools(lm.tokenizer, kwargs) else None
+            return render_messages(request.messages, tools=tools, tokenizer=lm.tokenizer,
+                                   template_kwargs=kwargs).text
         return lm.apply_chat_template(request.messages, add_generation_prompt=True)
 
     rendered: dict[int, Any] = {}
@@ -502,15 +536,10 @@ def lm_policy(lm, original, chat: bool, origins: Sequence[tuple] | None = None
 
 
 def loggable_prompt(prompt: Any) -> str:
-    """The prompt as text for the transcript. The API chat models' ``apply_chat_template``
-    returns no string but lm-eval's ``JsonChatStr`` (a NamedTuple holding the messages as JSON,
-    which ``json.dumps`` would write as a one-element list) or the message list itself."""
-    if isinstance(prompt, str):
-        return prompt
-    text = getattr(prompt, "prompt", None)
-    if isinstance(text, str):
-        return text
-    return json.dumps(prompt, ensure_ascii=False, default=str)
+    """The prompt as text for the transcript (lm-eval's ``JsonChatStr`` as its JSON)."""
+    from lm_eval_acbench.prompting import loggable
+
+    return loggable(prompt)
 
 
 def _generate_until(lm, original, chat: bool, system_instruction, requests, *args, **kwargs):
@@ -518,6 +547,45 @@ def _generate_until(lm, original, chat: bool, system_instruction, requests, *arg
     mine = [i for i, r in enumerate(requests) if isinstance(getattr(r, "doc", None), dict) and EPISODE_FIELD in r.doc]
     if not mine:
         return original(requests, *args, **kwargs)
+    if int(getattr(lm, "data_parallel_size", 1) or 1) > 1:
+        # lm-eval's vllm starts new Ray workers and loads the model again on every call: once
+        # per episode step here
+        raise RuntimeError(
+            "acbench_realworld: vllm with data_parallel_size > 1 would reload the model on every "
+            "episode step; use data_parallel_size=1 (tensor_parallel_size as needed), or serve the "
+            "model with `vllm serve --data-parallel-size N` and run --model local-chat-completions"
+        )
+    with _batch_size_detected_once(lm):
+        return _run_episode_requests(lm, original, chat, system_instruction, requests, mine, *args, **kwargs)
+
+
+class _batch_size_detected_once:
+    """``--batch_size auto`` on hf: detect once for the whole episode call, not once per step.
+
+    lm-eval's HFLM detects the batch size at every ``generate_until`` call (full-length forward
+    passes, and an all-gather across processes under ``accelerate launch``, where ranks run
+    different numbers of steps and would hang). Here it is detected once, on every rank alike,
+    and the model runs at that fixed size until the call returns."""
+
+    def __init__(self, lm) -> None:
+        self.lm = lm
+        self.active = getattr(lm, "batch_size_per_gpu", None) == "auto" and callable(
+            getattr(lm, "_detect_batch_size", None))
+
+    def __enter__(self):
+        if self.active:
+            detected = int(self.lm._detect_batch_size())
+            log.info("acbench episodes: batch size %d (detected once for all steps)", detected)
+            self.lm.batch_size_per_gpu = detected
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            self.lm.batch_size_per_gpu = "auto"
+        return False
+
+
+def _run_episode_requests(lm, original, chat: bool, system_instruction, requests, mine, *args, **kwargs):
     results: list = [None] * len(requests)
     mine_set = set(mine)
     others = [i for i in range(len(requests)) if i not in mine_set]

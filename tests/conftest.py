@@ -34,3 +34,22 @@ def smollm2_dir() -> Path:
     from lm_eval_acbench.model_store import DEFAULT_MODEL, fetch
 
     return fetch(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    """``tests/openai_server.py`` serving the tiny model (one per test module)."""
+    from openai_server import OpenAIServer
+
+    srv = OpenAIServer(tiny_model_dir).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def served(server):
+    """The server with no recorded requests and the model (not a scripted reply) answering."""
+    server.clear()
+    server.reply = None
+    yield server
+    server.reply = None

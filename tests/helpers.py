@@ -22,6 +22,13 @@ def shared_data_path(*parts: str) -> Path:
     return path
 
 
+def served_env() -> dict:
+    """Environment for ``lm_eval`` against ``tests/openai_server.py`` on 127.0.0.1 (no proxy, offline)."""
+    no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
+    return {"OPENAI_API_KEY": "dummy", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+            "NO_PROXY": no_proxy, "no_proxy": no_proxy}
+
+
 def run_lm_eval(args: list[str], cwd: Path, timeout: int = 900, env: dict | None = None) -> dict:
     """Run the real ``lm_eval`` command line in ``cwd``; return results and logged samples.
 

@@ -6,8 +6,14 @@ It stands in for ``vllm serve`` / any OpenAI-compatible server, so that lm-eval'
 * ``POST /v1/completions``: ``prompt`` is a string, a list of token ids, or a batch (a list of
   strings or of id lists); ids are decoded with the model's tokenizer (the decoded text is what
   is recorded). One choice per prompt, ``index`` = its position in the batch.
-* ``POST /v1/chat/completions``: ``messages`` are rendered with the model's own chat template
-  (``add_generation_prompt=True``); one choice.
+* ``POST /v1/chat/completions``: ``messages`` (and ``tools``, when given) are rendered with the
+  model's own chat template (``add_generation_prompt=True``); one choice. With ``tools`` and a
+  ``tool_choice`` other than ``"none"``, the reply is parsed the way vLLM's ``hermes`` tool
+  parser does (``vllm serve --enable-auto-tool-choice --tool-call-parser hermes``, see
+  :func:`hermes_tool_calls`): ``<tool_call>{json}</tool_call>`` blocks become ``tool_calls``.
+  :attr:`OpenAIServer.reply` (``body -> text``, settable; None = generate) stands in for the
+  model's text on chat requests, so a test can make the tiny random model "answer" with given
+  tool calls; everything after the model (tool parsing, client, scoring) is then real.
 * Anything else answers 404 (lm-eval's ``local-completions`` first probes ``/tokenizer_info``
   and ``/tokenize`` for a remote tokenizer; a 404 makes it fall back to a local tokenizer).
 
@@ -27,16 +33,18 @@ so tests can assert on what the client sent.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 class OpenAIServer:
     def __init__(self, model_dir: str | Path, host: str = "127.0.0.1", port: int = 0,
-                 threads: int = 1) -> None:
+                 threads: int = 1, reply: Callable[[dict], str] | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -45,6 +53,7 @@ class OpenAIServer:
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32).eval()
         self.threads = threads  # torch threads while generating (kept small: tests share the CPU)
         self.requests: list[dict[str, Any]] = []
+        self.reply = reply
         self._lock = threading.Lock()  # one generation at a time; guards self.requests too
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -142,14 +151,27 @@ class OpenAIServer:
         messages = body.get("messages")
         if not (isinstance(messages, list) and messages and all(isinstance(m, dict) for m in messages)):
             raise ValueError("'messages' must be a non-empty list of {role, content} objects")
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        tools = body.get("tools")
+        if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+            raise ValueError("'tools' must be a list of tool objects")
+        kwargs = {"tools": tools} if tools else {}
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                                  **kwargs)
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
         max_tokens, stop = _limits(body)
-        out, reason, n_out = self.generate(ids, max_tokens, stop)
+        if self.reply is not None:
+            out, reason, n_out = self.reply(body), "stop", 0
+        else:
+            out, reason, n_out = self.generate(ids, max_tokens, stop)
+        message: dict[str, Any] = {"role": "assistant", "content": out}
+        if tools and body.get("tool_choice", "auto") != "none":
+            calls, content = hermes_tool_calls(out)
+            if calls:
+                message = {"role": "assistant", "content": content, "tool_calls": calls}
+                reason = "tool_calls"
         return {"id": f"chatcmpl-{time.time_ns()}", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model", self.model_dir),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": out},
-                             "logprobs": None, "finish_reason": reason}],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reason}],
                 "usage": _usage(len(ids), n_out)}, [text], [out]
 
     def handle(self, method: str, path: str, body: Any) -> tuple[int, dict]:
@@ -171,6 +193,32 @@ class OpenAIServer:
         with self._lock:
             self.requests.append(record)
         return status, answer
+
+
+_HERMES_CALL = re.compile(r"<tool_call>(.*?)</tool_call>|<tool_call>(.*)", re.DOTALL)
+
+
+def hermes_tool_calls(text: str) -> tuple[list[dict], str | None]:
+    """(tool_calls, content) of a reply, by the rules of vLLM's ``hermes`` tool parser.
+
+    No ``<tool_call>`` in the text: no calls, the text is the content. Otherwise every
+    ``<tool_call>...</tool_call>`` block (an unclosed last block runs to the end) must be a JSON
+    object with ``name`` and ``arguments``; each becomes an OpenAI tool call whose arguments are
+    re-serialised JSON text, and the content is the text before the first tag (None if empty).
+    If any block fails to decode, there are no calls and the whole text is the content.
+    """
+    if "<tool_call>" not in text:
+        return [], text
+    try:
+        raw = [json.loads(closed if closed else unclosed) for closed, unclosed in _HERMES_CALL.findall(text)]
+        calls = [{"id": f"chatcmpl-tool-{uuid.uuid4().hex[:24]}", "type": "function",
+                  "function": {"name": call["name"],
+                               "arguments": json.dumps(call["arguments"], ensure_ascii=False)}}
+                 for call in raw]
+    except Exception:  # as vLLM: any decoding problem leaves the reply as plain text
+        return [], text
+    content = text[: text.find("<tool_call>")]
+    return calls, content if content else None
 
 
 def _limits(body: dict) -> tuple[int, list[str]]:

@@ -31,19 +31,38 @@ def test_resolution_order(fresh_resolution, monkeypatch, tmp_path):
     assert embeddings.resolve_embedding_model("some-org/other-model") == "some-org/other-model"
 
 
-def test_default_falls_back_to_stand_in_with_warning(fresh_resolution, monkeypatch, tmp_path):
-    """No chunk packages, an empty acbench cache and HF cache, hub offline -> the stand-in."""
+@pytest.fixture
+def no_default_model(fresh_resolution, monkeypatch, tmp_path):
+    """No chunk packages, an empty acbench cache and HF cache, hub offline."""
+    from lm_eval_acbench import data
+
     monkeypatch.setenv("ACBENCH_CACHE", str(tmp_path / "acbench-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setattr(embeddings, "_MPNET_PARTS", ["no-such-dist-part-001"])
     monkeypatch.setattr(embeddings, "_hub_snapshot", lambda repo, download: None)
+    monkeypatch.setattr(data, "_fallback_allowed_by_run", False)
+    monkeypatch.delenv(data.ALLOW_FALLBACK_ENV, raising=False)
+
+
+def test_missing_default_fails_with_one_line_unless_allowed(no_default_model):
+    with pytest.raises(embeddings.EmbeddingModelUnavailable, match="allow_fallback") as caught:
+        embeddings.resolve_embedding_model()
+    assert "\n" not in str(caught.value)
+    assert embeddings.resolved_models() == {}  # nothing was silently chosen
+
+
+def test_allowed_default_falls_back_to_stand_in_with_warning(no_default_model, monkeypatch):
+    from lm_eval_acbench import data
+
+    monkeypatch.setenv(data.ALLOW_FALLBACK_ENV, "1")
     with pytest.warns(RuntimeWarning, match="stand-in"):
         chosen = embeddings.resolve_embedding_model()
     assert chosen == MINILM
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert embeddings.resolve_embedding_model() == MINILM  # warned once, then cached
+    assert embeddings.resolved_models() == {embeddings.DEFAULT_MODEL: MINILM}
 
 
 def test_assemble_chunks_into_model_folder(tmp_path):

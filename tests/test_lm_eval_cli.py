@@ -25,5 +25,10 @@ def test_lm_eval_cli_runs_acbench_tasks_anywhere(tiny_model_dir, tmp_path):
         assert scores, f"{task} reported no metric under the shared filter name 'none'"
         assert all(isinstance(v, (int, float)) for k, v in scores.items() if not k.endswith("_stderr,none"))
         (sample,) = run["samples"][task]
-        assert sample["doc"]["acbench_data_source"].startswith("sample:"), "offline runs must say they used a sample"
+        provenance = run["results"]["acbench_data"][task]
+        assert sample["doc"]["acbench_data_source"] == provenance["source"]
+        assert provenance["rows"] >= 1 and provenance["kind"] in ("sample", "package")
+        assert run["results"]["configs"][task]["metadata"]["acbench_data_source"] == provenance["source"]
+        if provenance["is_sample"]:  # offline without data, runs must say they used a sample
+            assert str(run["results"]["versions"][task]).endswith("+sample")
         assert sample["resps"] and isinstance(sample["resps"][0][0], str)

@@ -159,9 +159,12 @@ def test_prompt_and_scoring_hooks():
     assert "Question_2:" in text and "Question_3:" not in text
     assert "Answer_i:" in doc["system"] and "The answer is (X)." in doc["system"]
     perfect = task.process_results(doc, [task.doc_to_target(doc)])
-    assert perfect["acc"] == perfect["score"] == perfect["acc_zip"] == 1.0
+    assert perfect["acc_label_aligned"] == perfect["score"] == 1.0
     half = task.process_results(doc, ["Answer_2: The answer is (C)."])
-    assert half["acc"] == 0.5 and half["answered_frac"] == 0.5 and half["acc_zip"] == 0.0
+    # label-aligned credits question 2; the reference rule reads no "Answer_<i>:\n" block at all
+    assert half["acc_label_aligned"] == 0.5 and half["answered_frac"] == 0.5 and half["score"] == 0.0
+    zipped = task.process_results(doc, ["Answer_2:\nThe answer is (C).\n\nAnswer_1:\nThe answer is (B)."])
+    assert zipped["acc_label_aligned"] == 1.0 and zipped["score"] == 0.0  # position, not label
 
 
 def test_local_folder(tmp_path):
@@ -171,3 +174,28 @@ def test_local_folder(tmp_path):
     records = task.load_subset("gsm8k", {"data_dir": str(tmp_path)})
     assert len(records) == 1 and records[0]["golds"] == ["2"]
     assert records[0][data.SOURCE_FIELD] == f"local:{folder}"
+
+
+# ----------------------------------------------------------------------------- the reference rule
+
+def reference_reply(golds: list[str], kind: str, first: int = 1) -> str:
+    shown = (lambda g: f"({g})") if kind == "letter" else str
+    return "".join(f"Answer_{i}:\nStep by step. The answer is {shown(g)}.\n\n" for i, g in enumerate(golds, first))
+
+
+@given(st.text(max_size=400), st.lists(numbers, min_size=1, max_size=5))
+def test_property_reference_rule_never_raises_and_stays_in_range(text, golds):
+    assert 0.0 <= lg.reference_zip_accuracy(text, golds, "number") <= 1.0
+    assert 0.0 <= lg.reference_zip_accuracy(text, ["A"] * len(golds), "letter") <= 1.0
+
+
+@given(st.lists(st.sampled_from("ABCD"), min_size=2, max_size=20), st.integers(1, 9))
+def test_property_reference_rule_zips_by_position(golds, first):
+    reply = reference_reply(golds, "letter", first)
+    assert lg.reference_zip_accuracy(reply, golds, "letter") == 1.0
+    assert lg.align(reply, golds, "letter", first_label=first).accuracy == 1.0
+    # one missing answer: the reference rule shifts the rest, the label-aligned one does not
+    shifted = reference_reply(golds[1:], "letter", first + 1)
+    expected = sum(a == b for a, b in zip(golds[1:], golds)) / len(golds)
+    assert lg.reference_zip_accuracy(shifted, golds, "letter") == pytest.approx(expected)
+    assert lg.align(shifted, golds, "letter", first_label=first).accuracy == pytest.approx(1 - 1 / len(golds))

@@ -218,3 +218,13 @@ def test_heatmap_from_samples_log(tmp_path):
     assert grid["per_length"] == {512: 1.0, 1024: pytest.approx(2 / 3)}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert grid["png"] == str(png)
+
+
+@given(st.text(max_size=300))
+def test_property_reference_recall_is_a_share_of_whitespace_words(text):
+    from lm_eval_acbench.metrics import needle as nd
+
+    value = nd.reference_word_recall(text)
+    assert 0.0 <= value <= 1.0
+    assert nd.reference_word_recall(text + " " + nd.NEEDLE_ANSWER) == 1.0
+    assert nd.reference_word_recall("Dolores Park, on a sunny day.") < nd.word_set_recall("Dolores Park, on a sunny day.")

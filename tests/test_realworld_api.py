@@ -14,11 +14,10 @@ completions) is what one batched model call per loop step over the live episodes
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from helpers import run_lm_eval
+from helpers import run_lm_eval, served_env
 
 TASK = "acbench_realworld_tool_query"
 MAX_STEPS = 3
@@ -27,29 +26,11 @@ CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    from openai_server import OpenAIServer
-
-    srv = OpenAIServer(tiny_model_dir).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def served(server):
-    server.clear()
-    return server
-
-
 def run_served(tmp_path, model: str, model_args: str, *extra: str) -> dict:
-    no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
-    env = {"OPENAI_API_KEY": "dummy", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "NO_PROXY": no_proxy, "no_proxy": no_proxy}
     return run_lm_eval(["--model", model, "--model_args", model_args, "--tasks", TASK, "--limit", "2",
                         "--gen_kwargs", f"max_gen_toks={MAX_GEN_TOKS}",
                         "--metadata", json.dumps({"max_steps": MAX_STEPS}), *extra],
-                       tmp_path, timeout=600, env=env)
+                       tmp_path, timeout=600, env=served_env())
 
 
 def logged_transcripts(out) -> list[dict]:
@@ -132,8 +113,9 @@ def test_local_completions_with_chat_template_batched_token_ids(tmp_path, served
     assert all(isinstance(p, list) and all(isinstance(t, int) for t in p)
                for call in calls for p in call["body"]["prompt"])
 
-    def sent_prompt(step, call, text):  # the chat-templated text, tokenized by lm-eval
-        return step["prompt"] == text and text.startswith("<|im_start|>system\n")
+    def sent_prompt(step, call, text):  # the chat-templated text, tokenized by lm-eval; the tiny
+        # template takes tools, so the environment's tool schemas are rendered too (as for hf)
+        return step["prompt"] == text and text.startswith("<|im_start|>system") and "<tools>" in text
 
     check_against_server(transcripts, calls, batch_size=2, sent_prompt=sent_prompt)
 

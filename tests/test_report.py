@@ -34,6 +34,7 @@ def test_tables_changes_drops_and_notes(tmp_path):
     md = report.read_text()
     rows = list(csv.DictReader((tmp_path / "rep" / "scores.csv").open()))
     os_row = next(r for r in rows if r["task"] == "acbench_workflow_os" and r["metric"] == "node_f1,none")
+    assert os_row["data"] == "sample:worfbench (SAMPLE)"
     assert float(os_row["base"]) == 0.8 and float(os_row["gptq_w4"]) == 0.6
     assert float(os_row["gptq_w4 change"]) == pytest.approx(-0.2)
     assert float(os_row["gptq_w4 drop %"]) == pytest.approx(25.0)
@@ -100,3 +101,17 @@ def test_niah_heatmap_is_drawn_from_the_samples_log(tmp_path):
     pngs = sorted((tmp_path / "rep").glob("niah_base_acbench_niah*.png"))
     assert len(pngs) == 1 and pngs[0].stat().st_size > 1000
     assert "NIAH heatmap for base/acbench_niah not drawn" in md  # the broken log: a note, no crash
+
+
+def test_data_column_reads_the_results_files_provenance(tmp_path):
+    run = _run(tmp_path / "base", {"acbench_function_call_simple": 0.5}, source="", extra_task=False)
+    results = next((run / "model__name").glob("results_*.json"))
+    content = json.loads(results.read_text())
+    content["acbench_data"] = {"acbench_function_call_simple": {"source": "package:bfcl-eval", "rows": 400}}
+    results.write_text(json.dumps(content))
+    for log in (run / "model__name").glob("samples_*.jsonl"):
+        log.unlink()  # a run without --log_samples still says where its data came from
+    write_report({"base": run}, tmp_path / "rep")
+    rows = list(csv.DictReader((tmp_path / "rep" / "scores.csv").open()))
+    assert {r["data"] for r in rows} == {"package:bfcl-eval"}
+    assert "SAMPLE" not in (tmp_path / "rep" / "report.md").read_text()

@@ -17,9 +17,17 @@ before ``:``). A segment runs from its marker to the next marker or the end of t
 Prompt accuracy ``acc = (number of i with prediction_i == gold_i) / K``; the benchmark score
 is the mean of ``acc`` over prompts (x100 in the paper's tables).
 
-For comparison with the original scorer, :func:`zip_accuracy` re-implements its rule: every
-"Answer_<n>: ... answer is <x>" match in order, zipped with the golds, so a missing answer
-shifts all later ones; ``acc_zip = correct / K``.
+**The reference rule** (:func:`reference_zip_accuracy`, LongGenBench's own scorer, the
+benchmark's primary score): the response is split at every ``Answer_``; the pieces are joined
+with newlines and every non-overlapping ``(?<=:\n)(.*?)(?=\n\n|$)`` match (DOTALL: the text
+after a colon-newline up to the next blank line or the end) is one answer, in order. Answers are
+zipped with the golds by position (a missing answer shifts every later one); an answer is
+correct when its **last** number (``\d*\.?\d+`` after removing commas; GSM8K, compared with the
+last number of the gold) or its **last** ``A|B|C|D`` (MMLU) equals the gold;
+``score = correct / K``.
+
+:func:`zip_accuracy` is an older, looser zip rule (every "Answer_<n>: ... answer is <x>" match in
+order), kept for comparison.
 
 Answer forms: GSM8K numbers may carry a sign, thousands commas, a leading ``$`` and a decimal
 part (``1,000`` == ``1000`` == ``1000.0``); MMLU letters are ``(a)``-``(j)`` in parentheses
@@ -101,8 +109,12 @@ class Alignment:
         return sum(self.correct) / len(self.correct) if self.correct else 0.0
 
 
-def align(response: str, golds: list[str], kind: str) -> Alignment:
-    """Align the response's answers to ``golds`` by label (rules in the module docstring)."""
+def align(response: str, golds: list[str], kind: str, first_label: int = 1) -> Alignment:
+    """Align the response's answers to ``golds`` by label (rules in the module docstring).
+
+    ``first_label`` is the label of the first gold (LongGenBench's own prompts number the
+    scored questions after the few-shot examples: GSM8K from 9, MMLU from 6).
+    """
     golds = list(golds) if isinstance(golds, (list, tuple)) else []
     response = response[:MAX_CHARS] if isinstance(response, str) else ""
     k = len(golds)
@@ -112,6 +124,7 @@ def align(response: str, golds: list[str], kind: str) -> Alignment:
     labels = []
     for label, text in segments(response):
         labels.append(label)
+        label = label - first_label + 1
         if not 1 <= label <= k:
             extra += 1
             continue
@@ -195,6 +208,35 @@ def zip_matches(response: str, kind: str) -> list[str]:
                 continue
         dead_until = line_end
         position = marker.start() + 1
+
+
+_REFERENCE_ANSWER = re.compile(r"(?<=:\n)(.*?)(?=\n\n|$)", re.DOTALL)
+_REFERENCE_NUMBER = re.compile(r"\d*\.?\d+")
+_REFERENCE_LETTER = re.compile(r"A|B|C|D")
+
+
+def reference_answers(response: str) -> list[str]:
+    """The answers LongGenBench's scorer reads from a response, in order (module docstring)."""
+    joined = "\n".join((response if isinstance(response, str) else "")[:MAX_CHARS].split("Answer_"))
+    return [match.strip() for match in _REFERENCE_ANSWER.findall(joined)]
+
+
+def reference_correct(prediction: str, gold: str, kind: str) -> bool:
+    """LongGenBench's ``test_answer``: the last number (or A-D letter) of each side agree."""
+    pattern = _REFERENCE_NUMBER if kind == "number" else _REFERENCE_LETTER
+    prediction = prediction.replace(",", "") if kind == "number" else prediction
+    found = pattern.findall(prediction)
+    wanted = pattern.findall(_as_text(gold))
+    return bool(found) and bool(wanted) and found[-1] == wanted[-1]
+
+
+def reference_zip_accuracy(response: str, golds: list[str], kind: str) -> float:
+    """LongGenBench's own rule: answers zipped with ``golds`` by position; ``correct / K``."""
+    if not isinstance(golds, (list, tuple)) or not golds:
+        return 0.0
+    answers = reference_answers(response)
+    correct = sum(reference_correct(pred, gold, kind) for pred, gold in zip(answers, golds))
+    return correct / len(golds)
 
 
 def gsm8k_gold(answer_field: str) -> str | None:

@@ -53,6 +53,18 @@ def word_set_recall(response: str, reference: str = NEEDLE_ANSWER) -> float:
     return len(wanted & set(words(response))) / len(wanted)
 
 
+def reference_word_recall(response: str, reference: str = NEEDLE_ANSWER) -> float:
+    """Word-set recall as the upstream needle heatmaps compute it: whitespace-split words.
+
+    ``|set(reference.lower().split()) & set(response.lower().split())| / |set(reference.lower().split())|``
+    -- unlike :func:`word_set_recall`, punctuation stays attached ("Park," is not "Park").
+    """
+    wanted = set(str(reference).lower().split())
+    if not wanted:
+        return 0.0
+    return len(wanted & set(str(response).lower().split())) / len(wanted)
+
+
 def rouge1_f(response: str, reference: str = NEEDLE) -> float:
     """ROUGE-1 F1 over unigram multisets (see the module docstring); 0.0 when nothing overlaps."""
     got, want = Counter(words(response)), Counter(words(reference))

@@ -1,23 +1,36 @@
 """T-Eval's six dimension scores as pure functions over strings, dicts and similarity matrices.
 
 Every score is in [0, 1]. Embedding similarities are computed by the caller (the task module)
-and passed in as cosine matrices, so nothing here loads a model.
+and passed in as cosine matrices, so nothing here loads a model. Where T-Eval's evaluator
+(open-compass/T-Eval, ``teval/evaluators``) has a quirk, the plain function reproduces it and a
+``*_fixed`` function (or ``lenient=True``) gives the quirk-free rule beside it.
 
 * instruct: ``format`` = 1 when the response parses (JSON object with the template's keys, or the
-  string template ``<thought_start>..<action_start>..<args_start>..``);
+  string template ``<thought_start>(.*)<thought_end><action_start>(.*)...<args_end>``);
   ``args_em = (1[action == gold action] + sum_k 1[pred_args[k] == gold_args[k]]) / (|gold_args| + 1)``;
-  item score ``(format + args_em) / 2``.
+  item score ``(format + args_em) / 2``. Reference string parsing: the template pieces are used
+  as a regular expression *unescaped*, the final ``args_end`` must be present, and the args are
+  read with ``ast.literal_eval`` only (a JSON ``true`` gives no args). Lenient: pieces escaped, a
+  missing final ``args_end`` tolerated, args read as JSON or a Python literal.
 * plan: actions ``{name, args}``, trailing ``FinishAction`` dropped;
   ``sim = 0.75 * max(0, cos(name)) + 0.25 * max(0, cos(args))``; pairs with ``sim > 0.8`` form a
-  maximum-weight matching; ``correct`` = length of the longest increasing run of matched gold
-  indices taken in prediction order; ``P = correct/|pred|``, ``R = correct/|gold|``,
-  ``F1 = 2PR/(P+R)`` (0 when either plan is empty).
+  maximum-weight matching (the reference's networkx matching,
+  :func:`lm_eval_acbench.metrics.matching.reference_matching`); ``correct`` = the reference's
+  LIS over matched gold indices in prediction order, whose dynamic programme starts every entry
+  at 1, so ``correct >= 1`` even when nothing matched; ``P = correct/|pred|``,
+  ``R = correct/|gold|``, ``F1 = 2PR/(P+R)`` (0 when either plan is empty). Reference JSON plans
+  need an integer-convertible ``id`` on every action (else no plan). :func:`plan_scores_fixed`:
+  ``correct`` = LIS of the matched indices only (0 when nothing matched), ids optional.
 * reason: ``max(0, cos(pred thought, gold thought))``.
 * retrieve: JSON -- ``1[name == gold]``; string -- the gold name is a substring and every
   ``\\w+\\.\\w+`` name or ``FinishAction`` in the response equals the gold name.
-* understand: JSON -- fraction of gold argument keys whose values are string-equal (both empty:
-  1; gold empty, prediction not: 0); string -- equality after stripping whitespace and quotes
-  (a gold object is compared with the response parsed as an object).
+* understand: JSON -- ``sum_k 1[str(pred[k]) == str(gold[k])] / (|gold args| + 1e-5)`` (the
+  reference's denominator, so a perfect answer scores 0.99999..; both empty: 1; gold empty,
+  prediction not: 0); args given as a JSON *string* count as no args. Fixed: divided by
+  ``|gold args|``, string args parsed. String -- the reference: the response with ``'`` and then
+  ``"`` stripped from its ends equals ``str(gold args)`` (a gold object is compared as its Python
+  ``str``); fixed: equality after stripping whitespace and quotes, a gold object compared with the
+  response parsed as an object.
 * review: the first non-space character after the first ``:`` is one of A-E and equals the gold
   letter.
 
@@ -34,6 +47,8 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 import numpy as np
+
+from lm_eval_acbench.metrics.matching import lis_from_one, reference_matching
 
 MAX_CHARS = 100_000
 STR_TEMPLATE_CHARS = 20_000
@@ -137,20 +152,55 @@ def parse_instruct_json(text: str, template: dict) -> dict | None:
         return None
 
 
-def parse_instruct_str(text: str, template: dict) -> dict | None:
-    """{thought, action, args} from the string template (``thought_start`` ... ``args_end``)."""
+def _literal_dict(text: str) -> dict:
+    """``ast.literal_eval(text.strip())`` when it gives a dict, else {} (the reference's args)."""
+    if len(text) > MAX_CHARS:
+        return {}
+    try:
+        value = ast.literal_eval(text.strip())
+    except Exception:  # literal_eval raises many types (ValueError, SyntaxError, MemoryError, ...)
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def parse_instruct_str(text: str, template: dict, lenient: bool = False) -> dict | None:
+    """{thought, action, args} from the string template (``thought_start`` ... ``args_end``).
+
+    Reference (T-Eval's ``parse_string``): the six template pieces joined with ``(.*)`` between
+    them, *unescaped* (a template that is not a valid expression parses nothing), matched with
+    ``re.S``; args by ``ast.literal_eval``. ``lenient``: pieces escaped, the response may lack
+    the final ``args_end``, args read as JSON or a Python literal.
+    """
     if not isinstance(text, str) or not isinstance(template, dict):
         return None
     parts = ["thought_start", "thought_end", "action_start", "action_end", "args_start", "args_end"]
     if not all(isinstance(template.get(p), str) for p in parts):
         return None
     text = text[:STR_TEMPLATE_CHARS]
-    found = _template_groups(text, template) or _template_groups(text + template["args_end"], template)
-    if not found:
+    if lenient or all(re.escape(template[p]) == template[p] for p in parts):
+        # The pattern is the pieces as literals: matched in linear time by _template_groups
+        # (the regex's three greedy groups backtrack cubically on repeated markers).
+        groups = _template_groups(text, template)
+        if groups is None and lenient:
+            groups = _template_groups(text + template["args_end"], template)
+        found = [groups] if groups else []
+    else:
+        t = template  # T-Eval's pieces are regular expressions here, used as they are
+        pattern = (f"{t['thought_start']}(.*){t['thought_end']}{t['action_start']}(.*){t['action_end']}"
+                   f"{t['args_start']}(.*){t['args_end']}")
+        try:
+            found = re.findall(pattern, text, re.S)
+        except re.error:
+            return None
+    if not found or not isinstance(found[0], tuple) or len(found[0]) < 3:
         return None
-    thought, action, raw_args = found
-    args = load_structured(raw_args.strip())
-    return {"thought": thought, "action": action.strip(), "args": args if isinstance(args, dict) else {}}
+    thought, action, raw_args = found[0][:3]
+    if lenient:
+        args = load_structured(raw_args.strip())
+        args = args if isinstance(args, dict) else {}
+    else:
+        args = _literal_dict(raw_args)
+    return {"thought": thought, "action": action.strip(), "args": args}
 
 
 def template_pattern(template: dict) -> str:
@@ -190,14 +240,28 @@ def _template_groups(text: str, template: dict) -> tuple[str, str, str] | None:
 
 
 def instruct_score(text: str, ground_truth: dict, template: dict, response_format: str) -> dict:
-    """Item score ``(format + args_em) / 2`` with its parts."""
-    parser = parse_instruct_json if response_format == "json" else parse_instruct_str
-    pred = parser(text, template)
-    if pred is None:
-        return {"score": 0.0, "format": 0.0, "args_em": 0.0, "parsed": False}
+    """Item score ``(format + args_em) / 2`` with its parts; ``score_fixed`` with lenient parsing.
+
+    The two differ only for the string format (:func:`parse_instruct_str`).
+    """
     gold = ground_truth if isinstance(ground_truth, dict) else {}
-    em = args_em(gold.get("action"), pred["action"], gold.get("args") or {}, pred["args"])
-    return {"score": (1.0 + em) / 2, "format": 1.0, "args_em": em, "parsed": True}
+    out: dict = {}
+    for key, lenient in (("score", False), ("score_fixed", True)):
+        if response_format == "json":
+            pred = parse_instruct_json(text, template)
+        else:
+            pred = parse_instruct_str(text, template, lenient=lenient)
+        if pred is None:
+            parts = {"score": 0.0, "format": 0.0, "args_em": 0.0, "parsed": False}
+        else:
+            em = args_em(gold.get("action"), pred["action"], gold.get("args") or {}, pred["args"])
+            parts = {"score": (1.0 + em) / 2, "format": 1.0, "args_em": em, "parsed": True}
+        if key == "score":
+            out.update(parts)
+        else:
+            out["score_fixed"] = parts["score"]
+            out["parsed_fixed"] = parts["parsed"]
+    return out
 
 
 # --- plan -----------------------------------------------------------------------------------
@@ -214,10 +278,28 @@ def _as_action(item: Any) -> dict | None:
     }
 
 
-def normalise_plan(items: Any) -> list[dict] | None:
-    """A list of ``{name, args(str)}`` sorted by ``id`` when every item has one; None if not a plan."""
+def _reference_action(item: Any) -> dict | None:
+    """T-Eval's plan item: ``{name: str(name), id: int(id), args: str(args)}``; None if that fails."""
+    try:
+        return {"name": str(item["name"]), "id": int(item["id"]), "args": str(item["args"])}
+    except Exception:  # a missing key, a non-number id, a non-dict item: the reference drops the plan
+        return None
+
+
+def normalise_plan(items: Any, reference: bool = False) -> list[dict] | None:
+    """A list of ``{name, args(str)}`` sorted by ``id``; None if not a plan.
+
+    ``reference``: every item needs ``name``, ``args`` and an ``int()``-convertible ``id`` (else
+    None), as in T-Eval's ``PlanningEvaluator.format_load``; otherwise ``args`` defaults to ``{}``
+    and the items are sorted by ``id`` only when every item has an integer one.
+    """
     if not isinstance(items, list):
         return None
+    if reference:
+        checked = [_reference_action(item) for item in items]
+        if any(a is None for a in checked):
+            return None
+        return [{"name": a["name"], "args": a["args"]} for a in sorted(checked, key=lambda a: a["id"])]
     actions = [_as_action(item) for item in items]
     if any(a is None for a in actions):
         return None
@@ -226,9 +308,9 @@ def normalise_plan(items: Any) -> list[dict] | None:
     return [{"name": a["name"], "args": a["args"]} for a in actions]
 
 
-def parse_plan_json(text: str) -> list[dict]:
+def parse_plan_json(text: str, reference: bool = False) -> list[dict]:
     """The JSON plan in a response (``[`` ... ``]``); [] when it does not parse as a plan."""
-    return normalise_plan(load_structured(clean_response(text), "[", "]")) or []
+    return normalise_plan(load_structured(clean_response(text), "[", "]"), reference=reference) or []
 
 
 def parse_plan_str(text: str, api_list: Iterable[str]) -> list[dict]:
@@ -265,44 +347,72 @@ def lis_length(sequence: list[int]) -> int:
     return len(tails)
 
 
+def _plan_similarity(name_cos, args_cos, name_weight: float, args_weight: float) -> np.ndarray | None:
+    name_cos = np.asarray(name_cos, dtype=np.float64)
+    args_cos = np.asarray(args_cos, dtype=np.float64)
+    if name_cos.ndim != 2 or 0 in name_cos.shape or args_cos.shape != name_cos.shape:
+        return None
+    return np.maximum(name_cos, 0) * name_weight + np.maximum(args_cos, 0) * args_weight
+
+
+def _plan_prf(correct: int, n_pred: int, n_gold: int) -> dict:
+    precision, recall = correct / n_pred, correct / n_gold
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
 def plan_scores(
     name_cos: np.ndarray,
     args_cos: np.ndarray,
     threshold: float = MATCH_THRESHOLD,
     name_weight: float = NAME_WEIGHT,
     args_weight: float = ARGS_WEIGHT,
+    fixed: bool = False,
 ) -> dict:
-    """Precision, recall and F1 of a predicted plan (rows) against the gold plan (columns).
+    """The reference's precision, recall and F1 of a predicted plan (rows) against the gold (columns).
 
     ``name_cos``/``args_cos`` are (|pred|, |gold|) cosine matrices of action names and of args.
+    ``sim = max(0, name_cos) * 0.75 + max(0, args_cos) * 0.25`` in float64; the reference's
+    networkx matching over pairs with ``sim > threshold``; ``correct`` = :func:`lis_from_one`
+    (>= 1 for any non-empty plan, matched or not). 0 when either plan is empty.
+
+    ``fixed`` (:func:`plan_scores_fixed`): ``correct`` = LIS of the matched gold indices only, so a
+    plan with no matched action scores 0; matching by ``scipy.optimize.linear_sum_assignment`` over
+    above-threshold pairs (the same maximum total weight; ties may pair differently).
     """
-    name_cos = np.asarray(name_cos, dtype=float)
-    args_cos = np.asarray(args_cos, dtype=float)
-    if name_cos.ndim != 2 or 0 in name_cos.shape:
+    sim = _plan_similarity(name_cos, args_cos, name_weight, args_weight)
+    if sim is None:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    if not fixed:
+        return _plan_prf(lis_from_one(reference_matching(sim, threshold)), *sim.shape)
     from scipy.optimize import linear_sum_assignment
 
-    sim = name_weight * np.maximum(name_cos, 0) + args_weight * np.maximum(args_cos, 0)
     weights = np.where(sim > threshold, sim, 0.0)
     rows, cols = linear_sum_assignment(weights, maximize=True)
     mapping = {int(r): int(c) for r, c in zip(rows, cols) if weights[r, c] > 0}
     correct = lis_length([mapping[i] for i in range(sim.shape[0]) if i in mapping])
-    n_pred, n_gold = sim.shape
-    precision, recall = correct / n_pred, correct / n_gold
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
+    return _plan_prf(correct, *sim.shape)
+
+
+def plan_scores_fixed(name_cos: np.ndarray, args_cos: np.ndarray, **settings) -> dict:
+    """:func:`plan_scores` without the LIS quirk (``fixed=True``)."""
+    return plan_scores(name_cos, args_cos, fixed=True, **settings)
 
 
 # --- reason / retrieve / understand ---------------------------------------------------------
 
 
-def parse_rru_json(text: str) -> dict | None:
-    """{thought, name, args} from a JSON response (``{`` ... ``}``); None when it does not parse."""
+def parse_rru_json(text: str, lenient: bool = False) -> dict | None:
+    """{thought, name, args} from a JSON response (``{`` ... ``}``); None when it does not parse.
+
+    Args that are not an object count as none (the reference); ``lenient`` also reads args given
+    as a JSON string holding an object.
+    """
     data = load_structured(clean_response(text), "{", "}")
     if not isinstance(data, dict):
         return None
     args = data.get("args", {})
-    if isinstance(args, str):
+    if isinstance(args, str) and lenient:
         parsed = load_structured(args)
         args = parsed if isinstance(parsed, dict) else {}
     return {
@@ -330,8 +440,14 @@ def retrieve_str(text: str, gold_name: str) -> float:
     return float(all(name == gold_name for name in others))
 
 
-def understand_json(pred_args: dict, gold_args: dict) -> float:
-    """Fraction of gold keys with string-equal values; both empty -> 1; gold empty only -> 0."""
+UNDERSTAND_EPSILON = 1e-5  # the reference divides by |gold args| + 1e-5
+
+
+def understand_json(pred_args: dict, gold_args: dict, fixed: bool = False) -> float:
+    """Gold keys with string-equal values / (|gold| + 1e-5) (``fixed``: / |gold|).
+
+    Both empty -> 1; gold empty, prediction not -> 0.
+    """
     pred_args = pred_args if isinstance(pred_args, dict) else {}
     gold_args = gold_args if isinstance(gold_args, dict) else {}
     if not gold_args:
@@ -339,7 +455,7 @@ def understand_json(pred_args: dict, gold_args: dict) -> float:
     hits = sum(
         1 for key, value in gold_args.items() if key in pred_args and as_text(pred_args[key]) == as_text(value)
     )
-    return hits / len(gold_args)
+    return hits / len(gold_args) if fixed else hits / (len(gold_args) + UNDERSTAND_EPSILON)
 
 
 def _strip_quotes(text: str) -> str:
@@ -347,6 +463,13 @@ def _strip_quotes(text: str) -> str:
 
 
 def understand_str(text: str, gold_args: Any) -> float:
+    """The reference: ``text.strip("'").strip('"') == str(gold_args)`` (a gold object as its ``str``)."""
+    if not isinstance(text, str):
+        return 0.0
+    return float(text.strip("'").strip('"') == str(gold_args))
+
+
+def understand_str_fixed(text: str, gold_args: Any) -> float:
     """Equality after stripping whitespace and quotes; a gold object needs an equal object."""
     text = clean_response(text)
     if isinstance(gold_args, dict):

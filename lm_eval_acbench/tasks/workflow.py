@@ -68,22 +68,21 @@ def _subset_file(folder: Path, subset: str) -> Path:
 
 
 def _clean_records(raw: Any, where: str) -> list[dict]:
-    """Keep records with a system, a user and an assistant message; drop others with a warning."""
+    """Keep records with a system, a user and an assistant message; count the others as dropped."""
     if not isinstance(raw, list):
         raise data.DataUnavailable(f"{where}: expected a JSON list of records")
-    records, dropped = [], 0
-    for row in raw:
+    records = []
+    for number, row in enumerate(raw):
         turns = row.get("conversations") if isinstance(row, dict) else None
         if (
             not isinstance(turns, list)
             or len(turns) < 3
             or not all(isinstance(t, dict) and isinstance(t.get("content"), str) for t in turns)
         ):
-            dropped += 1
+            data.drop(row.get("id", number) if isinstance(row, dict) else number,
+                      "without system, user and assistant messages")
             continue
         records.append(row)
-    if dropped:
-        log.warning("%s: skipped %d malformed records", where, dropped)
     return records
 
 
@@ -93,11 +92,9 @@ def read_subset(folder: Path, subset: str) -> list[dict]:
     return _clean_records(data.read_json(path), str(path))
 
 
-def _from_hub(subset: str) -> list[dict]:
-    from huggingface_hub import hf_hub_download
-
-    path = hf_hub_download(HUB_ID, f"gold_traj/{subset}/graph_eval.json", repo_type="dataset")
-    return _clean_records(data.read_json(Path(path)), f"{HUB_ID}:{subset}")
+def _from_hub(subset: str) -> tuple[list[dict], str]:
+    folder, revision = data.hub_snapshot(HUB_ID, [f"gold_traj/{subset}/graph_eval.json"])
+    return read_subset(folder, subset), revision
 
 
 def split_demos(records: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -109,24 +106,28 @@ def load_worfbench(subset: str = "wikihow", **metadata: Any) -> dict:
     """``custom_dataset`` hook: ``{"test": scored records, "demo": the two demonstrations}``."""
     if subset not in SUBSETS:
         raise data.DataUnavailable(f"unknown WorfBench subset {subset!r}; one of {', '.join(SUBSETS)}")
-    records, _ = data.load_records(
+    records, source = data.load_records(
         BENCHMARK,
         metadata,
         from_folder=lambda folder: read_subset(folder, subset),
         from_hub=lambda: _from_hub(subset),
         hub_id=HUB_ID,
+        label=f"worfbench/{subset}",
     )
     demos, scored = split_demos(records)
     if len(demos) < NUM_DEMOS or not scored:
         raise data.DataUnavailable(f"worfbench/{subset}: needs at least {NUM_DEMOS + 1} records")
     model = str(metadata.get("embedding_model") or "")
+    from lm_eval_acbench.embeddings import check_available
+
+    check_available(model or None)  # no silent zeros: fail now, before the model runs
     for record in records:
         record[MODEL_FIELD] = model
         record["subset"] = subset
         # lm-eval's ``description`` (a field name here): the system turn with a chat template;
         # in a plain-text prompt the blank line separates it from the first demonstration.
         record["system_prompt"] = str(record["conversations"][0]["content"]).rstrip() + "\n\n"
-    return {**data.as_split(scored, "test"), **data.as_split(demos, "demo")}
+    return {**data.as_split(scored, "test", provenance=source), **data.as_split(demos, "demo")}
 
 
 # --- prompt -----------------------------------------------------------------------------------
@@ -202,8 +203,10 @@ def score_responses(resps: list, docs: list[dict]) -> list[dict]:
         return []
     model = next((str(d.get(MODEL_FIELD)) for d in docs if d.get(MODEL_FIELD)), None)
     encode, resolved = cached_encoder(model)
+    from lm_eval_acbench.embeddings import cosine_matrix
+
     answers = [thinking.answer(d, _response_text(r)) for r, d in zip(resps, docs)]
-    results = score_batch(answers, [doc_to_target(d) for d in docs], encode)
+    results = score_batch(answers, [doc_to_target(d) for d in docs], encode, cosine=cosine_matrix)
     for result in results:
         result["embedding_model"] = resolved
     return results
