@@ -221,3 +221,13 @@ def test_bfcl_data_of_the_wrong_shape_is_a_bad_ground_truth_verdict():
 
     verdict = bfcl_ast.check_item("\\", [{"f": {}}], [{"f": {}}], "simple")
     assert not verdict.valid and verdict.error_type == "bad_ground_truth"
+
+
+def test_teval_reference_template_with_literal_pieces_is_matched_in_linear_time():
+    template = {"thought_start": "Thought:", "thought_end": "\n", "action_start": "Action:", "action_end": "\n",
+                "args_start": "Action Input:", "args_end": "\n"}
+    started = time.perf_counter()
+    assert ts.parse_instruct_str("Thought:x\nAction:y\n" * 3000, template) is None  # the regex: seconds
+    assert time.perf_counter() - started < 0.5
+    parsed = ts.parse_instruct_str("Thought: hi\nAction: a.b\nAction Input: {'k': 1}\n", template)
+    assert parsed == {"thought": " hi", "action": "a.b", "args": {"k": 1}}

@@ -177,7 +177,7 @@ def parse_instruct_str(text: str, template: dict, lenient: bool = False) -> dict
     if not all(isinstance(template.get(p), str) for p in parts):
         return None
     text = text[:STR_TEMPLATE_CHARS]
-    if lenient or all(re.escape(template[p]) == template[p] for p in parts):
+    if lenient or not any(char in _REGEX_SPECIAL for p in parts for char in template[p]):
         # The pattern is the pieces as literals: matched in linear time by _template_groups
         # (the regex's three greedy groups backtrack cubically on repeated markers).
         groups = _template_groups(text, template)
@@ -201,6 +201,9 @@ def parse_instruct_str(text: str, template: dict, lenient: bool = False) -> dict
     else:
         args = _literal_dict(raw_args)
     return {"thought": thought, "action": action.strip(), "args": args}
+
+
+_REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")  # outside these, a template piece is a literal
 
 
 def template_pattern(template: dict) -> str:
@@ -466,7 +469,7 @@ def understand_str(text: str, gold_args: Any) -> float:
     """The reference: ``text.strip("'").strip('"') == str(gold_args)`` (a gold object as its ``str``)."""
     if not isinstance(text, str):
         return 0.0
-    return float(text.strip("'").strip('"') == str(gold_args))
+    return float(text.strip("'").strip('"') == as_text(gold_args))
 
 
 def understand_str_fixed(text: str, gold_args: Any) -> float:
