@@ -36,11 +36,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 from lm_eval_acbench import thinking
+from lm_eval_acbench.logsafe import log_safe
 
 # a child of lm-eval's logger, so the loop's progress lines appear with lm-eval's own
 log = logging.getLogger("lm_eval.acbench_episodes")
 
 EPISODE_FIELD = "acbench_episode"
+TRANSCRIPT_TEXT_LIMIT = 1_000_000  # characters of one text field kept whole in a transcript
 LOOP_FIELD = "acbench_loop"
 TESTED_LM_EVAL = "0.4.13"
 
@@ -76,6 +78,7 @@ class LoopSettings:
 # ---- prompts and actions -------------------------------------------------------------------
 _ACTION_PREFIX = re.compile(r"^\s*(?:[-*>#]+\s*)?(?:\**\s*(?:next\s+)?action\s*\**\s*[:：]\s*)", re.IGNORECASE)
 MAX_ACTION_CHARS = 400
+ACTION_PREFIX_WINDOW = 1_000
 
 
 def extract_action(text: Any) -> str:
@@ -85,7 +88,10 @@ def extract_action(text: Any) -> str:
     if not isinstance(text, str):
         return ""
     for line in text.splitlines():
-        line = _ACTION_PREFIX.sub("", line, count=1).strip()
+        # The prefix pattern backtracks quadratically on a long run of "*" that is not a label;
+        # a label is never longer than this window, so the pattern only ever sees the window.
+        prefix = _ACTION_PREFIX.match(line[:ACTION_PREFIX_WINDOW])
+        line = (line[prefix.end():] if prefix else line).strip()
         line = line.strip("`").strip()
         if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'":
             line = line[1:-1].strip()
@@ -633,5 +639,7 @@ def _run_episode_requests(lm, original, chat: bool, system_instruction, requests
     log.info("acbench: episodes done in %d model calls (model %.1f s, environments %.1f s)",
              stats["model_calls"], stats["model_seconds"], stats["env_seconds"])
     for i, transcript in zip(mine, transcripts):
-        results[i] = json.dumps(transcript, ensure_ascii=False)
+        # Model text and observations may hold lone surrogates or odd values: the transcript is
+        # lm-eval's response, and its samples log must still write it.
+        results[i] = json.dumps(log_safe(transcript, limit=TRANSCRIPT_TEXT_LIMIT), ensure_ascii=False)
     return results

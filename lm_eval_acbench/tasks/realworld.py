@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 BENCHMARK = "agentboard"
 HUB_ID = "hkust-nlp/agentboard"
+# A transcript is at most max_steps steps of prompts, outputs and observations; a bigger answer
+# is not one (and decoding it would take seconds).
+MAX_TRANSCRIPT_CHARS = 5_000_000
 LOOP_KEYS = ("max_steps", "memory", "max_invalid", "step_timeout", "log_prompts")
 # AgentBoard's defaults: 30 steps, a memory of 100 interaction items (50 action/observation pairs)
 LOOP_DEFAULTS = {"max_steps": 30, "memory": 50}
@@ -439,14 +442,29 @@ def process_results(doc: dict, results: list) -> dict[str, float]:
     from lm_eval_acbench.metrics.progress import score_transcript
 
     raw = results[0] if results else ""
-    try:
-        transcript = json.loads(raw)
-    except (TypeError, json.JSONDecodeError):
-        transcript = None
-    if not isinstance(transcript, dict) or "trajectory" not in transcript:
+    transcript, problem = decode_transcript(raw)
+    if transcript is None:
+        # Only the episode loop answers these requests, always with a transcript: anything else
+        # means the loop was bypassed, and no score would be true. One clear line, never a
+        # RecursionError from a deep answer.
         require_loop()
-        raise RuntimeError("acbench_realworld: the model's answer is not an episode transcript; "
-                           "the episode loop did not handle this request")
+        raise RuntimeError(f"acbench_realworld: {problem}; the episode loop did not handle this request")
     if transcript.get("skipped"):
         return {"skipped": 1.0, "env_error_rate": 0.0}
     return {**score_transcript(transcript), "skipped": 0.0}
+
+
+def decode_transcript(raw) -> tuple[dict | None, str]:
+    """(transcript, "") from the loop's answer, or (None, why not): not text, longer than
+    :data:`MAX_TRANSCRIPT_CHARS`, not JSON, nested too deep, or no ``trajectory``."""
+    if not isinstance(raw, str):
+        return None, f"the answer is a {type(raw).__name__}, not an episode transcript"
+    if len(raw) > MAX_TRANSCRIPT_CHARS:
+        return None, f"the answer is longer than {MAX_TRANSCRIPT_CHARS} characters, not an episode transcript"
+    try:
+        transcript = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # ValueError: also an int over the digit limit
+        return None, f"the answer is not an episode transcript ({type(exc).__name__})"
+    if not isinstance(transcript, dict) or "trajectory" not in transcript:
+        return None, "the answer is not an episode transcript (no trajectory)"
+    return transcript, ""
