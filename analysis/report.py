@@ -5,6 +5,8 @@ level; several results files in one folder are merged, the newest winning per ta
 optionally, an :func:`lm_eval_acbench.analysis.analyze_runs` folder. Outputs in ``out``:
 
 * ``report.md`` with PNGs beside it, ``report.html`` (one file, images embedded as base64);
+* first, the answer (:mod:`.paired`): per capability and compressed model the paired change on
+  the same items with a 95 % bootstrap interval, in the report and in ``paired.csv``;
 * ``scores.csv`` (task x metric x model: score, change vs base, relative drop %),
   ``capabilities.csv``, ``models.csv`` and, with an analysis, ``analysis.csv``.
 
@@ -443,10 +445,11 @@ def plot_erank_bits(rows: list[dict], png: Path, model: str = "") -> Path:
                         xytext=(0, 6), ha="center", fontsize=7)
         ax.set_xticks(x, [str(r["bits"]) for r in sel])
         ax.set_xlabel(f"{'weight' if kind == 'weight' else 'KV-cache'} bits (RTN asym, group 128)")
-        ax.set_title(f"ERank vs {'weight' if kind == 'weight' else 'KV'} bits{' - ' + model if model else ''}",
-                     fontsize=9)
+        ax.set_title(f"ERank vs {'weight' if kind == 'weight' else 'KV-cache'} bits", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean ERank per paragraph")
+    if model:
+        fig.suptitle(model, fontsize=9)
     return _save(plt, fig, png)
 
 
@@ -673,6 +676,14 @@ def write_report(runs: dict, out: Path, *, base: str | None = None, analysis_dir
         others = [label for label in runs if label != base]
         intro = (f"Base: **{base}**" + (f"; compressed: {', '.join(others)}" if others else "")
                  + ". Change = compressed - base; drop % = (base - compressed) / |base| x 100.")
+        from .paired import answer_section
+
+        caps, subtasks = capability_map(), {}
+        for folder in runs.values():
+            subtasks.update(load_results(Path(folder))[1])
+        answer = answer_section(runs, base, lambda task: _capability(task, caps, subtasks), out, notes)
+        if answer:
+            sections.append(answer)
         sections.append({"title": "Models", "text": [intro], "table": models})
         sections.append({"title": "Capabilities (mean of each task's primary metric)", "table": capabilities})
         shown = scores.drop(columns=["primary", "is_group"]) if not scores.empty else scores

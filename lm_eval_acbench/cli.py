@@ -22,7 +22,7 @@ SUBCOMMANDS = {
     "analyze": "ERank, top-k ranking correlation and Energy of compressed vs base logit logs",
     "report": "tables and plots from lm-eval results and analysis outputs",
     "run": "run a study (models x recipes x tasks) from a YAML file, resumably",
-    "demo": "the default study on the embedded SmolLM2 model, offline, on CPU",
+    "demo": "the default study on the acting Qwen2.5-Coder-0.5B (--smoke: SmolLM2), offline, on CPU",
 }
 
 

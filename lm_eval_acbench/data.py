@@ -507,6 +507,6 @@ def doc_json(doc: dict, key: str, default: Any = None) -> Any:
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
             return json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, an int over the digit limit, nested too deep
             return value
     return value

@@ -31,15 +31,18 @@ import logging
 import re
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 from lm_eval_acbench import thinking
+from lm_eval_acbench.logsafe import log_safe
 
 # a child of lm-eval's logger, so the loop's progress lines appear with lm-eval's own
 log = logging.getLogger("lm_eval.acbench_episodes")
 
 EPISODE_FIELD = "acbench_episode"
+TRANSCRIPT_TEXT_LIMIT = 1_000_000  # characters of one text field kept whole in a transcript
 LOOP_FIELD = "acbench_loop"
 TESTED_LM_EVAL = "0.4.13"
 
@@ -75,6 +78,7 @@ class LoopSettings:
 # ---- prompts and actions -------------------------------------------------------------------
 _ACTION_PREFIX = re.compile(r"^\s*(?:[-*>#]+\s*)?(?:\**\s*(?:next\s+)?action\s*\**\s*[:：]\s*)", re.IGNORECASE)
 MAX_ACTION_CHARS = 400
+ACTION_PREFIX_WINDOW = 1_000
 
 
 def extract_action(text: Any) -> str:
@@ -84,7 +88,10 @@ def extract_action(text: Any) -> str:
     if not isinstance(text, str):
         return ""
     for line in text.splitlines():
-        line = _ACTION_PREFIX.sub("", line, count=1).strip()
+        # The prefix pattern backtracks quadratically on a long run of "*" that is not a label;
+        # a label is never longer than this window, so the pattern only ever sees the window.
+        prefix = _ACTION_PREFIX.match(line[:ACTION_PREFIX_WINDOW])
+        line = (line[prefix.end():] if prefix else line).strip()
         line = line.strip("`").strip()
         if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'":
             line = line[1:-1].strip()
@@ -132,8 +139,23 @@ def build_messages(instructions: str, goal: str, history: Sequence[tuple[str, st
 
 
 def render_plain(messages: Sequence[dict[str, str]]) -> str:
-    """A prompt for models used without a chat template; the model continues after "Action:"."""
-    return "\n\n".join(m["content"] for m in messages) + "\nAction:"
+    """A prompt for models used without a chat template; the model continues after "Action:"
+    (added unless the last message already ends with it, as AgentBoard's prompts do)."""
+    text = "\n\n".join(m["content"] for m in messages if m["content"])
+    return text if text.rstrip().endswith("Action:") else text + "\nAction:"
+
+
+def _step_messages(episode, system_instruction: str | None) -> list[dict[str, str]]:
+    """AgentBoard's VanillaAgent prompt when the record carries AgentBoard's prompt file
+    (``envs.prompts``), else ours (:func:`build_messages`)."""
+    prompt = episode.record.get("agentboard_prompt")
+    if isinstance(prompt, dict):
+        from lm_eval_acbench.envs.prompts import agentboard_messages
+
+        return agentboard_messages(prompt, episode.env.goal, episode.first_observation, episode.history,
+                                   episode.settings.memory, system_instruction)
+    return build_messages(episode.env.instructions, episode.env.goal, episode.history, episode.observation,
+                          episode.settings.memory, system_instruction)
 
 
 # ---- the loop ------------------------------------------------------------------------------
@@ -160,6 +182,7 @@ class Episode:
     history: list = field(default_factory=list)
     steps: list = field(default_factory=list)
     observation: str = ""
+    first_observation: str = ""
     initial_progress: float = 0.0
     best: float = 0.0
     invalid_run: int = 0
@@ -222,16 +245,18 @@ def _call_with_timeout(fn: Callable, timeout: float, *args):
 
 
 _warned_skips: set = set()
+START_TIMEOUT = 600.0  # seconds building and resetting an environment may take (unless step_timeout is 0)
 PARALLEL_START = frozenset({"scienceworld"})
 
 
 def _start(episode: Episode, make_env: Callable[[dict], Any]) -> None:
     from lm_eval_acbench.envs.base import EnvUnavailable
 
-    timeout = episode.settings.step_timeout
+    # starting may launch a server (ScienceWorld's JVM), slow on a loaded machine: at least START_TIMEOUT
+    timeout = max(episode.settings.step_timeout, START_TIMEOUT) if episode.settings.step_timeout else 0.0
     try:
         episode.env = _call_with_timeout(make_env, timeout, episode.record)
-        episode.observation = str(_call_with_timeout(episode.env.reset, timeout))
+        episode.observation = episode.first_observation = str(_call_with_timeout(episode.env.reset, timeout))
         episode.initial_progress = float(_call_with_timeout(episode.env.progress, timeout))
         episode.best = episode.initial_progress
     except EnvUnavailable as exc:
@@ -241,10 +266,9 @@ def _start(episode: Episode, make_env: Callable[[dict], Any]) -> None:
         if key not in _warned_skips:
             _warned_skips.add(key)
             log.warning("acbench_realworld_%s skipped: %s", episode.record.get("env"), exc)
-    except Exception as exc:  # a broken environment fails its own episode only
+    except Exception as exc:  # a broken environment fails its own episode only (logged per cause)
         episode.error = f"{type(exc).__name__}: {exc}"
         episode.end_reason = f"environment failed to start: {episode.error}"
-        log.warning("episode %s: %s", episode.record.get("id"), episode.end_reason)
 
 
 def _advance(episode: Episode, prompt: str, output: str) -> None:
@@ -266,6 +290,12 @@ def _advance(episode: Episode, prompt: str, output: str) -> None:
     progress = float(result.progress)
     episode.best = max(episode.best, progress)
     entry.update(observation=result.observation, valid=bool(result.valid), progress=progress)
+    native = getattr(episode.env, "native_progress", None)
+    if callable(native):  # the environment's own measure, kept beside AgentBoard's
+        try:
+            entry["native_progress"] = float(native())
+        except Exception:  # noqa: BLE001 - a side metric never ends the episode
+            pass
     episode.steps.append(entry)
     episode.history.append((action, result.observation))
     episode.observation = result.observation
@@ -313,6 +343,10 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
         with ThreadPoolExecutor(max_workers=min(8, len(slow)), thread_name_prefix="acbench-env-start") as pool:
             list(pool.map(lambda episode: _start(episode, make_env), slow))
     stats["env_seconds"] += time.perf_counter() - tick
+    failed = Counter((e.record.get("env"), e.error) for e in episodes if e.error)
+    for (env_name, error), count in sorted(failed.items(), key=str):
+        log.warning("acbench_realworld_%s: %d of %d episodes failed to start: %s", env_name, count,
+                    sum(1 for e in episodes if e.record.get("env") == env_name), error)
 
     number = {id(e): i for i, e in enumerate(episodes)}  # identity: equal episodes stay apart
     while True:
@@ -321,12 +355,8 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
             break
         log.info("acbench episodes: step %d, %d of %d episodes live", stats["model_calls"] + 1, len(live), len(episodes))
         tick = time.perf_counter()
-        requests = [
-            StepRequest(build_messages(e.env.instructions, e.env.goal, e.history, e.observation, e.settings.memory,
-                                       system_instruction), list(getattr(e.env, "tools", []) or []), e.gen_kwargs,
-                        episode=number[id(e)], step=len(e.steps) + 1)
-            for e in live
-        ]
+        requests = [StepRequest(_step_messages(e, system_instruction), list(getattr(e.env, "tools", []) or []),
+                                e.gen_kwargs, episode=number[id(e)], step=len(e.steps) + 1) for e in live]
         prompts = [render(request) for request in requests]
         stats["env_seconds"] += time.perf_counter() - tick
         tick = time.perf_counter()
@@ -609,5 +639,7 @@ def _run_episode_requests(lm, original, chat: bool, system_instruction, requests
     log.info("acbench: episodes done in %d model calls (model %.1f s, environments %.1f s)",
              stats["model_calls"], stats["model_seconds"], stats["env_seconds"])
     for i, transcript in zip(mine, transcripts):
-        results[i] = json.dumps(transcript, ensure_ascii=False)
+        # Model text and observations may hold lone surrogates or odd values: the transcript is
+        # lm-eval's response, and its samples log must still write it.
+        results[i] = json.dumps(log_safe(transcript, limit=TRANSCRIPT_TEXT_LIMIT), ensure_ascii=False)
     return results

@@ -319,10 +319,15 @@ class LogitLoggingHFLM(HFLM):
         decode_rows: list = []
         rows_of = torch.tensor(wanted, device=context.device)
 
+        shape_ok = [True]
+
         def keep_rows(module, inputs, output):
             hidden = getattr(output, "last_hidden_state", None)
             if hidden is None:
                 hidden = output[0] if isinstance(output, (tuple, list)) else output
+            if not isinstance(hidden, torch.Tensor) or hidden.dim() != 3 or hidden.shape[0] != context.shape[0]:
+                shape_ok[0] = False  # beams or an unexpected output: log by a separate forward instead
+                return
             if not prefill_rows:
                 prefill_rows.extend(hidden[b, real[pos]].detach() for b, real, _, _, pos in plans)
             elif len(decode_rows) + 1 < self._acb_max_generated:
@@ -338,13 +343,16 @@ class LogitLoggingHFLM(HFLM):
             if handle is not None:
                 handle.remove()
         sequences = out.sequences if extra else out
-        if use_hook and not prefill_rows:
+        if use_hook and (not prefill_rows or not shape_ok[0]):
             use_hook = False
         for i, (b, real, ids, window, prefill) in enumerate(plans):
             inst = pending[contexts[b]].popleft()
             gen = sequences[b, width:].tolist()
             if self.eot_token_id in gen:
                 gen = gen[: gen.index(self.eot_token_id) + 1]
+            pad = self.tokenizer.pad_token_id
+            if pad is not None and pad != self.eot_token_id and pad in gen:  # a row that finished early
+                gen = gen[: gen.index(pad)]
             n = len(ids)
             n_gen = min(len(gen), self._acb_max_generated)
             if use_hook:

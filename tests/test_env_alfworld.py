@@ -9,6 +9,7 @@ puts games (``$ALFWORLD_DATA/json_2.1.1/<split>/<task>/<trial>/game.tw-pddl``).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -204,10 +205,59 @@ def test_lm_eval_plays_alfworld_games_from_a_data_folder(tmp_path, alfworld_data
                                                  "max_invalid": 2})],
                       tmp_path, timeout=600, env={"ALFWORLD_DATA": str(alfworld_data)})
     result = out["results"]["results"]["acbench_realworld_alfworld"]
-    assert result["progress_rate,none"] == 0.0 and "skipped,none" not in result
+    assert result["progress_rate,none"] == 0.0 and result["skipped,none"] == 0.0 and result["env_error_rate,none"] == 0.0
     (sample,) = out["samples"]["acbench_realworld_alfworld"]
     assert sample["doc"]["acbench_data_source"].startswith("local:")
     transcript = json.loads(sample["resps"][0][0])
     assert transcript["goal"] == f"{TASK}." and transcript["end_reason"] == "2 invalid actions in a row"
     assert [s["observation"] for s in transcript["trajectory"]] == [
         "The action is not valid and therefore takes no effect. Nothing happens."] * 2
+
+
+# ---- real ALFWorld games (../shared/data/alfworld, the split AgentBoard plays) -------------------
+def _shared_game_rows():
+    from lm_eval_acbench.tasks.realworld import load_episodes
+    from helpers import shared_data_path
+
+    root = shared_data_path("alfworld", "data", "alfworld", "json_2.1.1").parents[3]
+    return load_episodes("alfworld", {"data_dir": str(root)})
+
+
+def test_plain_alfworld_folder_gives_one_row_per_game(monkeypatch):
+    monkeypatch.delenv("ALFWORLD_DATA", raising=False)
+    rows = _shared_game_rows()
+    games = sorted(Path(rows[0]["game_file"]).parents[2].glob("*/*/game.tw-pddl"))
+    assert [r["game_file"] for r in rows] == [str(g) for g in games] and len(rows) >= 12
+    assert not [r for r in rows if r.get("load_error") or r.get("unavailable")]
+    assert {r["subset"] for r in rows} == {"look_at_obj_in_light", "pick_and_place_simple", "pick_clean_then_place_in_recep",
+                                           "pick_cool_then_place_in_recep", "pick_heat_then_place_in_recep",
+                                           "pick_two_obj_and_place"}
+    heat = next(r for r in rows if r["subset"].startswith("pick_heat"))
+    (example,) = heat["agentboard_prompt"]["examples"]  # AgentBoard's examples for the task type
+    assert example.startswith("Your task is to: put a hot apple in fridge.")
+
+
+@pytest.mark.slow  # TextWorld's planner and one game per task type (1-3 min)
+def test_planner_plan_wins_real_games(monkeypatch):
+    import textworld
+    from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
+
+    from lm_eval_acbench.envs.alfworld_env import _keep_argv
+
+    monkeypatch.delenv("ALFWORLD_DATA", raising=False)
+    rows = {r["subset"]: r for r in _shared_game_rows()}
+    for row in rows.values():
+        with _keep_argv():
+            planner = textworld.start(row["game_file"], request_infos=textworld.EnvInfos(extras=["walkthrough"]),
+                                      wrappers=[AlfredDemangler(), AlfredInfos()])
+            state = planner.reset()
+        plan = (state[1] if isinstance(state, tuple) else state)["extra.walkthrough"]
+        planner.close()
+        env = make_env(row)
+        try:
+            env.reset()
+            steps = [env.step(action) for action in plan]
+        finally:
+            env.close()
+        assert steps[-1].progress == 1.0 and steps[-1].done, row["id"]
+        assert all(s.progress < 1.0 for s in steps[:-1])

@@ -152,7 +152,7 @@ def test_missing_data_and_games_skip_with_one_line_each(tmp_path, monkeypatch, c
         out = run_episodes(jericho + alfworld + other, always("lol"), settings=LoopSettings(max_steps=2))
     assert [bool(t.get("skipped")) for t in out] == [True, True, True, False]
     assert out[3]["steps"] == 2.0  # the other environment ran as usual
-    assert all(process_results({}, [json.dumps(t)]) == {"skipped": 1.0} for t in out[:3])
+    assert all(process_results({}, [json.dumps(t)]) == {"skipped": 1.0, "env_error_rate": 0.0} for t in out[:3])
     lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(lines) == 2 and all("\n" not in line for line in lines)
     assert lines[0].startswith("acbench_realworld_jericho skipped: no Jericho game files (put AgentBoard's")

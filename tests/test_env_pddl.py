@@ -122,3 +122,62 @@ def test_parse_action_roundtrip(name, args, wrap, spaced, filler):
     words = [shown_name, args[0]] + ((["from"] if filler else []) + args[1:] if len(args) > 1 else [])
     text = wrap.format(" ".join(words)).upper() if filler else wrap.format(" ".join(words))
     assert parse_action(text, ARITY) == (name, tuple(args))
+
+
+# ---- AgentBoard's own rows, domains and problems (../shared/data) -------------------------------
+def _agentboard_pddl_rows():
+    from lm_eval_acbench.tasks.realworld import load_episodes
+    from helpers import shared_data_path
+
+    root = shared_data_path("agentboard", "data", "pddl", "test.jsonl").parents[3]
+    return load_episodes("pddl", {"data_dir": str(root)})
+
+
+def test_agentboard_rows_get_the_problem_agentboard_plays():
+    rows = _agentboard_pddl_rows()
+    assert len(rows) == 20 and not [r for r in rows if r.get("load_error")]
+    by_id = {r["id"]: r for r in rows}
+    # AgentBoard: gripper 0-19, blockworld 20-29, barman 30-49, tyreworld 50-59, each domain's
+    # problems in sorted file-name order (so blockworld's second problem is problem10.pddl)
+    assert by_id[0]["problem_name"] == "prob01.pddl" and by_id[21]["problem_name"] == "problem10.pddl"
+    assert by_id[51]["problem_name"] == "p02.pddl"
+    for row in rows:
+        env = make_env(row)
+        assert env.sim.goal_sentences() == sorted(s.strip() for s in row["subgoals"]), row["id"]
+        env.reset()
+        assert env.goal == row["goal"] and env.progress() == 0.0  # AgentBoard counts from the first valid action
+        assert row["agentboard_prompt"]["system_msg"]  # AgentBoard's prompt file for its domain
+    assert any(make_env(row).sim.progress() > 0 for row in rows)  # some goal facts hold from the start
+
+
+@pytest.mark.parametrize("row_id", [27, 54, 0])
+def test_a_plan_reaches_success_on_real_problems(row_id):
+    row = next(r for r in _agentboard_pddl_rows() if r["id"] == row_id)
+    env = make_env(row)
+    plan = bfs_plan(PddlSim(row["domain"], row["problem"]), limit=60000)
+    env.reset()
+    steps = [env.step(action) for action in plan]
+    assert all(s.valid for s in steps) and steps[-1].progress == 1.0 and steps[-1].done
+    assert steps[-1].observation.endswith("The goal is satisfied.")
+
+
+def test_agentboard_action_wording_is_read():
+    row = next(r for r in _agentboard_pddl_rows() if r["game_name"] == "gripper")
+    env = make_env(row)
+    env.reset()
+    step = env.step("Pick up ball1 at rooma with arm right.")
+    # AgentBoard's own example shows this state sentence after that action
+    assert step.valid and "Ball1 is carrying right." in step.observation and "Right is free." not in step.observation
+    assert not env.step("Pick up ball1 at rooma with arm right.").valid  # the gripper is no longer free
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.none(), st.integers(),
+                 st.lists(st.sampled_from(["pick", "Pick", "up", "ball1", "rooma", "right", "move", "(", ")", "to"]),
+                          max_size=8).map(" ".join)))
+def test_agentboard_action_reading_is_total(text):
+    from lm_eval_acbench.envs.pddl_env import parse_action_anywhere
+
+    arity, objects = {"pick": 3, "move": 2, "drop": 3}, {"ball1", "rooma", "roomb", "right", "left"}
+    out = parse_action_anywhere(text, arity, objects)
+    assert out is None or (len(out[1]) == arity[out[0]] and set(out[1]) <= objects)

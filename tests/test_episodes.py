@@ -136,8 +136,9 @@ def test_crash_hang_and_missing_dependency_end_only_their_episode():
     assert "did not answer within 0.3 s" in out[2]["end_reason"]
     assert out[1]["progress_rate"] == pytest.approx(1 / 3)
     assert out[3]["skipped"] == "countlib is not installed"
-    assert process_results({}, [json.dumps(out[3])]) == {"skipped": 1.0}
+    assert process_results({}, [json.dumps(out[3])]) == {"skipped": 1.0, "env_error_rate": 0.0}
     assert process_results({}, [json.dumps(out[0])])["success_rate"] == 1.0
+    assert [process_results({}, [json.dumps(t)])["env_error_rate"] for t in out[:3]] == [0.0, 1.0, 1.0]
 
 
 def test_pddl_episodes_through_the_loop_with_scripted_plans():
@@ -163,7 +164,8 @@ def test_transcript_is_json_and_rescorable():
     out = run_episodes([{"id": 0, "target": 2}], always("inc"), make_env=counting_env)
     again = json.loads(json.dumps(out[0]))
     assert process_results({}, [json.dumps(again)]) == {
-        "progress_rate": 1.0, "success_rate": 1.0, "steps": 2.0, "invalid_actions": 0.0}
+        "progress_rate": 1.0, "success_rate": 1.0, "steps": 2.0, "invalid_actions": 0.0, "env_error_rate": 0.0,
+        "skipped": 0.0}
 
 
 def test_settings_from_metadata():

@@ -72,9 +72,11 @@ def test_base_vs_rounded_smollm2(smollm2_dir, tmp_path):
     records = list(iter_records(logs["base"]))
     # 4 generations + 3 docs x 3 choices loglikelihoods
     assert len(records) == 4 + 9
-    assert all(1 <= len(r["positions"]) <= 24 for r in records)
     gen = [r for r in records if r["key"].split("|")[2] == "generate_until"]
     assert all(len(r["generated_ids"]) >= 1 for r in gen)
+    # a prompt window of at most 24 positions, plus (generate_until) the generated tokens' positions
+    assert all(1 <= len(r["positions"]) <= 24 + len(r["generated_ids"]) for r in records)
+    assert all(r["positions"][-1] == len(r["input_ids"]) - 2 + len(r["generated_ids"]) for r in gen)
 
     an = tmp_path / "analysis"
     assert main(["analyze", f"base={logs['base']}", f"w4_rounded={logs['rounded']}", "--out", str(an)]) == 0
@@ -95,7 +97,7 @@ def test_base_vs_rounded_smollm2(smollm2_dir, tmp_path):
     md = (rep / "report.md").read_text()
     assert "analysis_fixture_gen" in md and "analysis_fixture_mc" in md and "w4_rounded drop %" in md
     assert "ran on acbench's sample set (sample:analysis_fixture)" in md
-    for png in ("analysis_erank.png", "analysis_rankcorr.png", "analysis_energy_w4_rounded.png"):
+    for png in ("analysis_erank.png", "analysis_rankcorr.png", "analysis_energy_position.png", "analysis_energy.png"):
         assert (rep / png).stat().st_size > 1000
-    assert (rep / "report.html").read_text().count("data:image/png;base64,") == 3
+    assert (rep / "report.html").read_text().count("data:image/png;base64,") == 4
     assert (rep / "scores.csv").is_file() and (rep / "analysis.csv").is_file()

@@ -57,7 +57,7 @@ def check_against_server(transcripts, calls, *, batch_size: int, sent_prompt) ->
     for call in calls:
         body = call["body"]
         assert body["max_tokens"] == MAX_GEN_TOKS and body["temperature"] == 0
-        assert {"\n\n", "Observation:"} <= set(body["stop"])  # the task's stop strings reach the server
+        assert "Observation:" in body["stop"]  # the task's stop strings reach the server
     served = [(call, text, output)
               for call in calls for text, output in zip(call["prompts"], call["outputs"])]
     n_steps = max(len(t["trajectory"]) for t in transcripts)

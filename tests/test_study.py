@@ -176,16 +176,18 @@ def test_gpus_per_cell_follow_the_backend():
 
 
 def test_the_packaged_demo_study_is_valid():
+    from lm_eval_acbench.compress import load_recipe
     from lm_eval_acbench.paths import PACKAGE_DIR
 
-    study = load_study(PACKAGE_DIR / "studies" / "demo.yaml", {"out": "/tmp/x"})
-    assert study.variants == ["base", "gptq_w4a16", "awq_w4a16", "wanda_50", "sparsegpt_2of4"]
-    assert set(study.capabilities) == set(CAPABILITIES)
-    assert study.logits.enabled and study.runs_analysis
-    from lm_eval_acbench.compress import load_recipe
-
-    for recipe in study.recipes:  # the built-in names exist
-        load_recipe(recipe.recipe)
+    for name, variants in (("demo", ["base", "rtn_w4a16", "magnitude_2of4"]),
+                           ("smoke", ["base", "gptq_w4a16", "awq_w4a16", "wanda_50", "sparsegpt_2of4"])):
+        study = load_study(PACKAGE_DIR / "studies" / f"{name}.yaml", {"out": "/tmp/x"})
+        assert study.variants == variants
+        for names in CAPABILITIES.values():  # all four capabilities, by group or by task
+            assert set(names) & set(study.tasks) or study.capabilities == list(CAPABILITIES)
+        assert study.logits.enabled and study.runs_analysis
+        for recipe in study.recipes:  # the built-in names exist
+            load_recipe(recipe.recipe)
 
 
 # ---- plan ------------------------------------------------------------------------------------

@@ -175,9 +175,9 @@ def test_longbench_longgenbench_niah_read_the_answer():
 
     lg = longgenbench.load_mmlu(data_source="sample")["test"][0]
     gold = longgenbench.doc_to_target(lg)
-    wrong = " ".join(f"Answer_{i}: The answer is (A)." for i in range(1, 4))
-    assert longgenbench.process_results(lg, [f"<think>{wrong}</think>{gold}"])["acc"] == 1.0
-    assert longgenbench.process_results(dict(lg, **KEEP), [f"<think>{wrong}</think>{gold}"])["acc_zip"] < 1.0
+    wrong = "\n\n".join(f"Answer_{i}:\nThe answer is (A)." for i in range(1, 4))
+    assert longgenbench.process_results(lg, [f"<think>{wrong}</think>{gold}"])["acc_label_aligned"] == 1.0
+    assert longgenbench.process_results(dict(lg, **KEEP), [f"<think>{wrong}</think>{gold}"])["score"] < 1.0
 
     cell = {"context_length": 2000, "depth_percent": 33}
     needle_answer = "eat a sandwich and sit in Dolores Park on a sunny day"

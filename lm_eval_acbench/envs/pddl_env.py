@@ -38,6 +38,36 @@ DESCRIPTIONS = {
 }
 
 
+# How AgentBoard words a fact (the effective entries of its pddl_env predicate_map): its rows'
+# subgoals are these sentences, and its observations list them. Unlisted predicates are
+# written "name arg ...".
+AGENTBOARD_PHRASES = {
+    "on": "{} is on {}.", "clear": "The {} is clear.", "arm-empty": "Your arm is empty.",
+    "holding": "You are holding {}.", "on-table": "{} is on the table.",
+    "isopen": "{} is open.", "closed": "{} is closed.", "have": "You have {}.", "in": "{} is in {}.",
+    "loose": "The nut {} on the hub {} is loose.", "tight": "The nut {} on the hub {} is tight.",
+    "unlocked": "{} is unlocked.", "on-ground": "Hub {} is on the ground.",
+    "not-on-ground": "Hub {} is not on the ground.", "inflated": "Wheel {} is inflated.",
+    "not-inflated": "Wheel {} is not inflated.", "fastened": "Hub {} is fastened.",
+    "unfastened": "Hub {} is unfastened.", "free": "{} is free.", "intact": "Wheel {} is intact.",
+    "ball": "{} is a ball.", "gripper": "{} is a gripper.", "at-robby": "Robby is at {}.",
+    "at": "{} is at {}.", "carry": "{} is carrying {}.",
+    "ontable": "{} is on the table.", "empty": "{} is empty.", "contains": "{} contains {}.",
+    "clean": "{} is clean.", "dispenses": "{} dispenses {}.", "shaker-empty-level": "{} is at empty level {}.",
+    "shaker-level": "{} is at level {}.", "next": "level {} is next to level {}.", "unshaked": "{} is unshaked.",
+    "shaked": "{} is shaked.", "cocktail-part1": "{} part1 ingredient is {}.",
+    "cocktail-part2": "{} part2 ingredient is {}.",
+}
+
+
+def fact_text(atom: tuple) -> str:
+    """One fact ``(predicate, arg, ...)`` in AgentBoard's words."""
+    phrase = AGENTBOARD_PHRASES.get(atom[0])
+    if phrase is not None and phrase.count("{}") == len(atom) - 1:
+        return phrase.format(*atom[1:])
+    return " ".join(atom)
+
+
 @lru_cache(maxsize=1)
 def _parsers():
     """The pddl package's parsers; building their Lark grammars takes a second, so once."""
@@ -49,7 +79,55 @@ def _parsers():
 
 @lru_cache(maxsize=16)
 def _parse_domain(text: str):
-    return _parsers()[0](text)
+    return _parsers()[0](canonical_section_order(text))
+
+
+# PDDL 3.1's grammar (and so the pddl package) wants a domain's sections in this order;
+# pddlgym, which AgentBoard uses, takes any order (AgentBoard's tyreworld puts :constants last).
+SECTION_ORDER = (":requirements", ":types", ":constants", ":predicates", ":functions")
+
+
+def canonical_section_order(text: str) -> str:
+    """A domain's text with its top-level ``(:requirements ...)``, ``(:types ...)``,
+    ``(:constants ...)``, ``(:predicates ...)`` and ``(:functions ...)`` sections moved before
+    its actions, in PDDL 3.1's order, and ``:typing`` required when it declares types; the
+    text is returned as is when it does not split into balanced sections."""
+    start = text.find("(")
+    body_start = text.find("(", start + 1)
+    if start < 0 or body_start < 0:
+        return text
+    sections, depth, begin = [], 0, None
+    for index in range(body_start, len(text)):
+        char = text[index]
+        if char == ";":  # comments are rare in these files; keep the text untouched then
+            return text
+        if char == "(":
+            if depth == 0:
+                begin = index
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                sections.append(text[begin:index + 1])
+            elif depth < 0:
+                tail = index
+                break
+    else:
+        return text
+    def rank(section: str) -> int:
+        head = section[1:].split(None, 1)[0].lower() if len(section) > 1 else ""
+        if head == "domain":
+            return -1
+        return SECTION_ORDER.index(head) if head in SECTION_ORDER else len(SECTION_ORDER)
+    heads = [section[1:].split(None, 1)[0].lower() for section in sections if len(section) > 1]
+    if ":types" in heads and ":typing" not in text.lower():  # pddlgym infers typing; PDDL 3.1 wants it said
+        if ":requirements" in heads:
+            at = heads.index(":requirements")
+            sections[at] = sections[at][:-1] + " :typing)"
+        else:
+            sections.append("(:requirements :strips :typing)")
+    head = text[start:body_start]
+    return head + "\n".join(sorted(sections, key=rank)) + text[tail:]
 
 
 def _parse_problem(text: str):
@@ -126,16 +204,23 @@ class PddlSim:
         return match_progress(self.goal_status())
 
     def describe_state(self) -> str:
-        return ", ".join(" ".join(atom) for atom in sorted(self.state)) or "(nothing)"
+        """The state as AgentBoard shows it: each fact in its words, capitalised, sorted."""
+        sentences = sorted(fact_text(atom)[:1].upper() + fact_text(atom)[1:] for atom in self.state)
+        return " ".join(sentences) or "(nothing)"
+
+    def goal_sentences(self) -> list[str]:
+        """The goal's facts in AgentBoard's words (the form of its rows' ``subgoals``), sorted."""
+        return sorted(("" if positive else "not ") + fact_text(atom) for positive, atom in self.goal)
 
     def describe_goal(self) -> str:
-        parts = [("" if positive else "not ") + " ".join(atom) for positive, atom in self.goal]
-        return ", ".join(parts)
+        return " ".join(self.goal_sentences())
 
     # ---- acting ------------------------------------------------------------------------
     def parse_action(self, text: str) -> tuple[str, tuple[str, ...]] | None:
-        """(action name, arguments) for the agent's text, or None when it names no action."""
-        return parse_action(text, self.actions_arity())
+        """(action name, arguments) for the agent's text, or None when it names no action:
+        :func:`parse_action`, else AgentBoard's looser reading (:func:`parse_action_anywhere`)."""
+        arity = self.actions_arity()
+        return parse_action(text, arity) or parse_action_anywhere(text, arity, self.objects)
 
     def actions_arity(self) -> dict[str, int]:
         return {name: len(action.parameters) for name, action in self.actions.items()}
@@ -186,6 +271,7 @@ class PddlSim:
 
 
 _WORD = re.compile(r"[a-z0-9_\-]+")
+MAX_TEXT_CHARS = 2000
 
 
 def parse_action(text: str, arity: dict[str, int]) -> tuple[str, tuple[str, ...]] | None:
@@ -214,6 +300,23 @@ def parse_action(text: str, arity: dict[str, int]) -> tuple[str, tuple[str, ...]
     return name, args
 
 
+def parse_action_anywhere(text, arity: dict[str, int], objects) -> tuple[str, tuple[str, ...]] | None:
+    """AgentBoard's reading of an action: the first word that is an action name, then the
+    words that name objects, in order, the first ``arity`` of them ("Pick up ball1 at rooma
+    with arm left" -> ``pick ball1 rooma left``). None when there is no action word or too few
+    objects."""
+    if not isinstance(text, str):
+        return None
+    words = _WORD.findall(text[:MAX_TEXT_CHARS].lower().replace("(", " ").replace(")", " "))
+    names = {name.lower(): name for name in arity}
+    for index, word in enumerate(words):
+        if word in names:
+            name = names[word]
+            args = tuple(w for w in words[index + 1:] if w in objects)[: arity[name]]
+            return (name, args) if len(args) == arity[name] else None
+    return None
+
+
 class PddlEnv:
     tools: list = []
 
@@ -231,23 +334,29 @@ class PddlEnv:
             f"Objects: {', '.join(sorted(self.sim.objects))}.\n"
             f"Answer `{CHECK_VALID}` to list the actions that are valid now."
         )
-        self.goal = goal_text or f"The goal is to reach a state where: {self.sim.describe_goal()}."
+        self.acted = False
+        self.goal = goal_text or f"The goal is to satisfy the following conditions: {self.sim.describe_goal()}"
 
     def reset(self) -> str:
-        return f"Current state: {self.sim.describe_state()}."
+        self.acted = False
+        return self.sim.describe_state()
 
     def progress(self) -> float:
-        return self.sim.progress()
+        """AgentBoard's: the share of goal facts that hold, counted from the first valid action
+        on (before it, 0 -- facts true from the start earn nothing by themselves)."""
+        return self.sim.progress() if self.acted else 0.0
 
     def step(self, action: str) -> Step:
-        if action.strip().lower().rstrip(".") == CHECK_VALID:
+        if "check" in action.lower():  # AgentBoard's rule
             valid = self.sim.valid_actions()
-            return Step("Valid actions: " + ("; ".join(valid) or "none") + ".", self.sim.progress())
+            return Step("Valid actions: " + ("; ".join(valid) or "none") + ".", self.progress())
         parsed = self.sim.parse_action(action)
         if parsed is None or not self.sim.apply(*parsed):
-            return Step(f"{INVALID_ACTION} Current state: {self.sim.describe_state()}.", self.sim.progress(), valid=False)
-        progress = self.sim.progress()
-        return Step(f"You did: {' '.join([parsed[0], *parsed[1]])}. Current state: {self.sim.describe_state()}.",
+            return Step(f"{INVALID_ACTION} Current state: {self.sim.describe_state()}", self.progress(), valid=False)
+        self.acted = True
+        progress = self.progress()
+        return Step(f"You did: {' '.join([parsed[0], *parsed[1]])}. Current state: {self.sim.describe_state()}"
+                    + (" The goal is satisfied." if progress >= 1.0 else ""),
                     progress, done=progress >= 1.0)
 
     def close(self) -> None:
@@ -261,7 +370,7 @@ def _example(sim: PddlSim) -> str:
 
 def make_env(record: dict) -> PddlEnv:
     """Build from an episode record: ``game_name`` plus ``problem`` (PDDL text); ``domain``
-    (PDDL text) overrides the bundled domain of that game."""
+    (PDDL text; the loader puts AgentBoard's there) overrides the bundled domain of that game."""
     game = str(record.get("game_name") or record.get("subset") or "")
     domain = record.get("domain") or domain_text(game)
     problem = record.get("problem")

@@ -28,6 +28,9 @@ from lm_eval_acbench.envs.base import INVALID_ACTION, Step
 from lm_eval_acbench.envs import tool_world as world
 from lm_eval_acbench.metrics.progress import subgoal_progress
 
+MAX_TEXT_CHARS = 10_000  # answers and expected answers are compared up to here
+MAX_CALL_CHARS = 10_000  # a tool call is one line (the loop passes at most 400 characters)
+MAX_EXPECTED_CHARS = 1_000
 _NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
@@ -97,7 +100,7 @@ def _parse_kwargs(body: str) -> dict:
 
 def parse_tool_call(text: Any) -> tuple[str, dict] | None:
     """``(tool name, arguments)`` from one line of model output, or None when it is no call."""
-    if not isinstance(text, str):
+    if not isinstance(text, str) or len(text) > MAX_CALL_CHARS:
         return None
     text = text.strip().rstrip(";.").strip()
     match = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\s*(.*)$", text, re.DOTALL)
@@ -114,18 +117,22 @@ def parse_tool_call(text: Any) -> tuple[str, dict] | None:
     if rest.startswith("{"):
         try:
             args = json.loads(rest)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, an int over the digit limit, too deep
             return None
         return (name, args) if isinstance(args, dict) else None
     try:
         return name, _parse_kwargs(rest)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, RecursionError):
         return None
 
 
 def normalise(value: Any) -> str:
-    """Compare answers and arguments case-, space- and punctuation-insensitively."""
-    text = str(value).strip().lower()
+    """Compare answers and arguments case-, space- and punctuation-insensitively (the first
+    :data:`MAX_TEXT_CHARS` characters; a value without a string form compares as "")."""
+    try:
+        text = (value if isinstance(value, str) else str(value))[:MAX_TEXT_CHARS].strip().lower()
+    except ValueError:  # an int over Python's digit limit
+        text = ""
     text = re.sub(r"[\s_]+", " ", text)
     return re.sub(r"[^\w .\-]", "", text).strip(" .")
 
@@ -141,6 +148,8 @@ def answer_matches(expected: Any, given: Any) -> bool:
     expected, given = normalise(expected), normalise(given)
     if not expected:
         return False
+    if len(expected) > MAX_EXPECTED_CHARS:  # no data answer is this long: plain comparison
+        return given == expected
     return given == expected or re.search(rf"(?<![\w.]){re.escape(expected)}(?![\w]|\.\d)", given) is not None
 
 

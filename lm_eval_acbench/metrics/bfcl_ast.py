@@ -327,8 +327,52 @@ def check_item(
     category: str,
     rules: Rules = REFERENCE,
 ) -> Verdict:
-    """An item's verdict (module docstring). ``calls`` None or [] means no call was decoded."""
-    calls = calls or []
+    """An item's verdict (module docstring). ``calls`` None or [] means no call was decoded.
+
+    Function docs and ground truth that do not have BFCL's shape give a ``bad_ground_truth``
+    verdict with the reason (:func:`data_shape_problem`), never an exception.
+    """
+    calls = calls if isinstance(calls, list) else []
+    category = str(category)
+    if "irrelevance" not in category:
+        problem = data_shape_problem(functions, ground_truth)
+        if problem:
+            return Verdict(False, "bad_ground_truth", problem)
+    try:
+        return _check_item(functions, calls, ground_truth, category, rules)
+    except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:
+        # A data shape the validation above does not reach (deep inside a schema).
+        return Verdict(False, "bad_ground_truth", f"checker failed on this item ({type(exc).__name__}: {exc})"[:300])
+
+
+def data_shape_problem(functions: Any, ground_truth: Any) -> str:
+    """Why function docs / ground truth are not in BFCL's shape ("" when they are): docs are a
+    list of objects whose ``parameters`` is an object with an object ``properties`` and a list
+    ``required``; the ground truth a list of one-key objects ``{name: {param: [allowed...]}}``."""
+    if not isinstance(functions, list) or not all(isinstance(f, dict) for f in functions):
+        return "function docs are not a list of objects"
+    for doc in functions:
+        spec = doc.get("parameters", {})
+        if spec is None:
+            continue
+        if not isinstance(spec, dict):
+            return f"parameters of {str(doc.get('name'))[:80]!r} are not an object"
+        if not isinstance(spec.get("properties") or {}, dict) or not isinstance(spec.get("required") or [], list):
+            return f"properties/required of {str(doc.get('name'))[:80]!r} are not an object/list"
+    if not isinstance(ground_truth, list):
+        return "ground truth is not a list"
+    for gold in ground_truth:
+        if not isinstance(gold, dict) or len(gold) != 1:
+            return "a gold call is not a one-key object"
+        ((name, allowed_by_param),) = gold.items()
+        if not isinstance(name, str) or not isinstance(allowed_by_param, dict):
+            return "a gold call is not {name: {parameter: [allowed values]}}"
+        if not all(isinstance(allowed, list) for allowed in allowed_by_param.values()):
+            return f"allowed values of gold call {name[:80]!r} are not lists"
+    return ""
+
+
+def _check_item(functions: list[dict], calls: list, ground_truth: list[dict], category: str, rules: Rules) -> Verdict:
     if "irrelevance" in category:
         if calls:
             return Verdict(False, "irrelevance:called", f"made {len(calls)} call(s) where none was wanted")

@@ -34,6 +34,13 @@ from collections import Counter
 from typing import Callable, Sequence
 
 FIRST_LINE_DATASETS = frozenset({"trec", "triviaqa", "samsum", "lsht"})
+# Input limits (generations are at most 512 tokens, golds a few thousand words): predictions and
+# golds are cut to MAX_CHARS characters before any regex runs, ROUGE-L sees at most
+# MAX_LCS_TOKENS tokens a side, code_sim at most MAX_CODE_LINE characters of the line.
+MAX_CHARS = 200_000
+MAX_LCS_TOKENS = 32_768
+MAX_CODE_LINE = 5_000
+_PUNCTUATION = frozenset(string.punctuation)
 _ZH_PUNCTUATION = "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏."
 _ALL_PUNCTUATION = set(string.punctuation) | set(_ZH_PUNCTUATION)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -58,7 +65,7 @@ def first_line(prediction: str) -> str:
 
 def normalize_answer(text: str) -> str:
     """Lower case, no ASCII punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
@@ -97,19 +104,29 @@ def qa_f1_zh(prediction: str, gold: str, **_) -> float:
 
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence (dynamic programming, O(len(a) * len(b)))."""
+    """Length of the longest common subsequence of two token sequences.
+
+    Bit-parallel form of the dynamic programme (Hyyro 2004): bit ``j`` of ``V`` is 0 where the
+    DP row increases at column ``j``; per token ``x`` of ``a``, with ``M[x]`` the positions of ``x``
+    in ``b``, ``U = V & M[x]`` and ``V = (V + U) | (V - U)``; the LCS is the number of 0 bits of
+    ``V`` in the low ``len(b)`` bits. Same value as the O(len(a) * len(b)) table, in
+    O(len(a) * len(b) / 64) word operations.
+    """
     if not a or not b:
         return 0
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
+    masks: dict = {}
+    for position, token in enumerate(b):
+        masks[token] = masks.get(token, 0) | (1 << position)
+    full = (1 << len(b)) - 1
+    row = full
+    for token in a:
+        hits = row & masks.get(token, 0)
+        row = ((row + hits) | (row - hits)) & full
+    return len(b) - bin(row).count("1")
 
 
 def _rouge_l_tokens(prediction: list[str], gold: list[str]) -> float:
+    prediction, gold = prediction[:MAX_LCS_TOKENS], gold[:MAX_LCS_TOKENS]
     lcs = lcs_length(prediction, gold)
     if lcs == 0:
         return 0.0
@@ -158,7 +175,7 @@ def code_sim(prediction: str, gold: str, **_) -> float:
         if candidate.strip() and not any(mark in candidate for mark in ("`", "#", "//")):
             line = candidate
             break
-    return round(difflib.SequenceMatcher(None, line, gold).ratio(), 2)
+    return round(difflib.SequenceMatcher(None, line[:MAX_CODE_LINE], gold[:MAX_CODE_LINE]).ratio(), 2)
 
 
 SCORERS: dict[str, Callable[..., float]] = {
@@ -179,11 +196,32 @@ def best_over_golds(dataset: str, metric: str, prediction: str, golds: Sequence[
     """An item's score: first-line rule for its data set, then the max over gold answers.
 
     Predictions are stripped of surrounding whitespace, except for the code data sets (scored
-    by ``code_sim``) whose leading indentation matters.
+    by ``code_sim``) whose leading indentation matters. A prediction that is not text scores 0;
+    a single gold string counts as one gold; text is cut to :data:`MAX_CHARS` first.
     """
     scorer = SCORERS[metric]
+    if not isinstance(prediction, str):
+        return 0.0
+    prediction = prediction[:MAX_CHARS]
+    if isinstance(golds, str):
+        golds = [golds]
+    golds = [_text(gold)[:MAX_CHARS] for gold in golds] if isinstance(golds, (list, tuple)) else []
+    if isinstance(all_classes, (list, tuple)):
+        all_classes = [_text(name)[:MAX_CHARS] for name in all_classes]
+    else:
+        all_classes = []
     if dataset in FIRST_LINE_DATASETS:
         prediction = first_line(prediction)
     if metric != "code_sim":
         prediction = prediction.strip()
-    return max((scorer(prediction, str(gold), all_classes=all_classes) for gold in golds), default=0.0)
+    return max((scorer(prediction, gold, all_classes=all_classes) for gold in golds), default=0.0)
+
+
+def _text(value) -> str:
+    """``str(value)``, or "" for a value that has no string form (an int over Python's limit)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except ValueError:
+        return ""

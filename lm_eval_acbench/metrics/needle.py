@@ -28,11 +28,17 @@ NEEDLE_ANSWER = "eat a sandwich and sit in Dolores Park on a sunny day"
 QUESTION = "What is the best thing to do in San Francisco?"
 
 _SEPARATORS = re.compile(r"[^0-9a-z]+")
+MAX_CHARS = 100_000  # responses are at most 64 generated tokens; the rest is not read
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased alphanumeric words of ``text``, in order (separators: any other character)."""
-    return [word for word in _SEPARATORS.split(str(text).lower()) if word]
+    """Lower-cased alphanumeric words of ``text``, in order (separators: any other character).
+
+    Only the first :data:`MAX_CHARS` characters are read; a value that is not text has no words.
+    """
+    if not isinstance(text, str):
+        return []
+    return [word for word in _SEPARATORS.split(text[:MAX_CHARS].lower()) if word]
 
 
 def word_set_recall(response: str, reference: str = NEEDLE_ANSWER) -> float:

@@ -45,10 +45,10 @@ def score_progress(score: float, top: float = 100.0) -> float:
 def _clean(value) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0.0
-    if math.isnan(number):
-        return 0.0
+    if not math.isfinite(number):
+        return 0.0  # NaN, or an infinity no environment reports: not a reached goal
     return min(1.0, max(0.0, number))
 
 
@@ -66,18 +66,30 @@ def score_transcript(transcript: Mapping) -> dict[str, float]:
     """Re-score an episode transcript (as the samples log stores it: per-step records under ``trajectory``).
 
     Returns ``progress_rate`` = max progress over the steps (and the initial state),
-    ``success_rate`` = 1 if that maximum is 1, ``steps`` = number of steps taken and
-    ``invalid_actions`` = number of steps whose action the environment rejected.
+    ``success_rate`` = 1 if that maximum is 1, ``steps`` = number of steps taken,
+    ``invalid_actions`` = number of steps whose action the environment rejected,
+    ``env_error_rate`` = 1 when the environment failed to start or broke (``error`` set), and,
+    when the steps carry the environment's own measure, ``native_progress_rate`` = its maximum.
     """
+    if not isinstance(transcript, Mapping):
+        transcript = {}
     steps = transcript.get("trajectory") or []
-    trace = [step.get("progress", 0.0) for step in steps if isinstance(step, Mapping)]
-    initial = transcript.get("initial_progress", 0.0)
-    return {
-        "progress_rate": episode_progress(trace, initial),
-        "success_rate": episode_success(trace, initial),
+    if not isinstance(steps, list):
+        steps = []  # a malformed trajectory: no steps
+    records = [step for step in steps if type(step) is dict or isinstance(step, Mapping)]  # dict: the fast path
+    progress = episode_progress((step.get("progress", 0.0) for step in records),
+                                transcript.get("initial_progress", 0.0))
+    out = {
+        "progress_rate": progress,
+        "success_rate": 1.0 if progress >= 1.0 - 1e-9 else 0.0,  # = episode_success
         "steps": float(len(steps)),
-        "invalid_actions": float(sum(1 for step in steps if isinstance(step, Mapping) and not step.get("valid", True))),
+        "invalid_actions": float(sum(1 for step in records if not step.get("valid", True))),
+        "env_error_rate": 1.0 if transcript.get("error") else 0.0,
     }
+    native = [step["native_progress"] for step in records if "native_progress" in step]
+    if native:
+        out["native_progress_rate"] = episode_progress(native, transcript.get("initial_native_progress", 0.0))
+    return out
 
 
 def mean(values: Iterable[float]) -> float:
@@ -87,6 +99,8 @@ def mean(values: Iterable[float]) -> float:
 
 
 # ---- observation patterns (Jericho, ALFWorld) ------------------------------------------------
+MAX_PATTERN_CHARS = 300  # AgentBoard's longest subgoal pattern has 96 characters; longer ones match literally
+MAX_OBSERVATION_CHARS = 100_000  # observations and patterns are read up to here
 _NOT_PATTERN_CHAR = re.compile(r"[^a-zA-Z0-9\s]")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -94,10 +108,11 @@ _WHITESPACE = re.compile(r"\s+")
 def pattern_text(text) -> str:
     """Text as observation patterns are compared: every character that is not an ASCII letter,
     digit or whitespace removed, whitespace runs collapsed to one space, ends stripped.
-    Case is kept. Non-strings give ""."""
+    Case is kept. Non-strings give ""; only the first :data:`MAX_OBSERVATION_CHARS` characters
+    are read."""
     if not isinstance(text, str):
         return ""
-    return _WHITESPACE.sub(" ", _NOT_PATTERN_CHAR.sub("", text)).strip()
+    return _WHITESPACE.sub(" ", _NOT_PATTERN_CHAR.sub("", text[:MAX_OBSERVATION_CHARS])).strip()
 
 
 def consume_pattern(observation, remaining: Sequence[str]) -> int | None:
@@ -131,26 +146,55 @@ def pattern_progress_trace(observations: Iterable, patterns: Sequence[str]) -> l
     return trace
 
 
-def compile_subgoal(pattern) -> re.Pattern | None:
-    """A subgoal regular expression, compiled; text that is not a valid expression is matched
-    literally; None for non-strings and empty patterns."""
+SEARCH_TIMEOUT_S = 0.05  # one subgoal search; a pattern that backtracks longer does not match
+
+
+def compile_subgoal(pattern):
+    """A subgoal regular expression, compiled (``re`` syntax, through the ``regex`` module so that
+    a search can be stopped); text that is not a valid expression, or is longer than
+    :data:`MAX_PATTERN_CHARS`, is matched literally (:class:`LiteralPattern`: the ``regex``
+    module's search on a long, nearly matching literal is superlinear and outside its timeout);
+    None for non-strings and empty patterns."""
+    import regex
+
     if not isinstance(pattern, str) or not pattern:
         return None
-    try:
-        return re.compile(pattern)
-    except re.error:
-        return re.compile(re.escape(pattern))
+    if len(pattern) <= MAX_PATTERN_CHARS:
+        try:
+            re.compile(pattern)  # what AgentBoard accepts as an expression
+            return regex.compile(pattern, regex.VERSION0)
+        except (re.error, regex.error, OverflowError, RecursionError, ValueError):
+            pass  # e.g. "{9999999999}" repeats, nesting deeper than the compiler's recursion
+    return LiteralPattern(pattern)
+
+
+class LiteralPattern:
+    """A subgoal matched as plain text (``str.find``), with the compiled patterns' ``search``."""
+
+    def __init__(self, text: str) -> None:
+        self.pattern = text
+
+    def search(self, text: str, timeout: float | None = None) -> bool:
+        return text.find(self.pattern) >= 0
 
 
 def regex_matches(observation, patterns: Sequence) -> list[bool]:
-    """For each subgoal pattern (text or compiled by :func:`compile_subgoal`), whether
-    ``re.search`` finds it in ``observation``. Never raises; non-strings match nothing."""
+    """For each subgoal pattern (text or compiled by :func:`compile_subgoal`), whether it is
+    found in ``observation`` (its first :data:`MAX_OBSERVATION_CHARS` characters). A search
+    that takes longer than :data:`SEARCH_TIMEOUT_S` (catastrophic backtracking) counts as not
+    found. Never raises; non-strings match nothing."""
     if not isinstance(observation, str):
         return [False] * len(patterns)
+    observation = observation[:MAX_OBSERVATION_CHARS]
     out = []
     for pattern in patterns:
-        compiled = pattern if isinstance(pattern, re.Pattern) else compile_subgoal(pattern)
-        out.append(bool(compiled is not None and compiled.search(observation)))
+        if isinstance(pattern, re.Pattern):
+            pattern = pattern.pattern
+        compiled = compile_subgoal(pattern) if isinstance(pattern, str) else (pattern if hasattr(pattern, "search") else None)
+        try:
+            out.append(bool(compiled is not None and compiled.search(observation, timeout=SEARCH_TIMEOUT_S)))
+        except (TimeoutError, RecursionError):
+            out.append(False)
     return out
 
 
@@ -178,3 +222,26 @@ def regex_progress_trace(observations: Iterable, patterns: Sequence[str],
         has_won = has_won or (step < len(won_flags) and bool(won_flags[step]))
         trace.append(alfworld_progress(matched, has_won))
     return trace
+
+
+# ---- AgentBoard's BabyAI subgoals --------------------------------------------------------------
+MAX_OBSERVATION_CHARS = 20_000
+
+
+def babyai_subgoal_hit(observation, pattern) -> bool:
+    """AgentBoard's BabyAI rule for one subgoal: the pattern, split at ``**`` (or ``*`` when it
+    has no ``**``), each piece stripped of dots, matches when some sentence of the observation
+    (the text split at ".") contains every piece. Pieces keep their inner spaces. Non-strings
+    match nothing; the observation is cut to :data:`MAX_OBSERVATION_CHARS`."""
+    if not isinstance(observation, str) or not isinstance(pattern, str):
+        return False
+    pattern = pattern.strip()
+    pieces = [piece.strip(".") for piece in pattern.split("**" if "**" in pattern else "*")]
+    return any(all(piece in sentence for piece in pieces)
+               for sentence in observation[:MAX_OBSERVATION_CHARS].split("."))
+
+
+def babyai_subgoal_matches(observation, patterns: Sequence) -> list[bool]:
+    """For each pattern, :func:`babyai_subgoal_hit`. AgentBoard consumes the first matching
+    remaining subgoal per step, so ``progress = consumed / len(subgoals)``."""
+    return [babyai_subgoal_hit(observation, pattern) for pattern in patterns]

@@ -63,6 +63,17 @@ _STOPS = ("<|im_end|>", "<eoa>", "<TOKENS_UNUSED_1>", "<|eot_id|>", "<|endoftext
 # --- response clean-up and structured loading -----------------------------------------------
 
 
+def as_text(value: Any) -> str:
+    """``str(value)`` for a parsed value; "" when it has none (an int over Python's 4,300-digit
+    limit, a structure too deep to print)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except (ValueError, RecursionError):
+        return ""
+
+
 def clean_response(text: Any) -> str:
     """Cut at chat stop markers, drop a leading ```json fence and stray back-ticks, unwrap ``{{..}}``."""
     if not isinstance(text, str):
@@ -165,18 +176,22 @@ def parse_instruct_str(text: str, template: dict, lenient: bool = False) -> dict
     parts = ["thought_start", "thought_end", "action_start", "action_end", "args_start", "args_end"]
     if not all(isinstance(template.get(p), str) for p in parts):
         return None
-    t = {p: re.escape(template[p]) if lenient else template[p] for p in parts}
-    pattern = (
-        f"{t['thought_start']}(.*){t['thought_end']}{t['action_start']}(.*){t['action_end']}"
-        f"{t['args_start']}(.*){t['args_end']}"
-    )
-    text = text[:STR_TEMPLATE_CHARS]  # three greedy groups: keep the regex cheap
-    try:
-        found = re.findall(pattern, text, re.S)
-        if not found and lenient:
-            found = re.findall(pattern, text + template["args_end"], re.S)
-    except re.error:
-        return None
+    text = text[:STR_TEMPLATE_CHARS]
+    if lenient or not any(char in _REGEX_SPECIAL for p in parts for char in template[p]):
+        # The pattern is the pieces as literals: matched in linear time by _template_groups
+        # (the regex's three greedy groups backtrack cubically on repeated markers).
+        groups = _template_groups(text, template)
+        if groups is None and lenient:
+            groups = _template_groups(text + template["args_end"], template)
+        found = [groups] if groups else []
+    else:
+        t = template  # T-Eval's pieces are regular expressions here, used as they are
+        pattern = (f"{t['thought_start']}(.*){t['thought_end']}{t['action_start']}(.*){t['action_end']}"
+                   f"{t['args_start']}(.*){t['args_end']}")
+        try:
+            found = re.findall(pattern, text, re.S)
+        except re.error:
+            return None
     if not found or not isinstance(found[0], tuple) or len(found[0]) < 3:
         return None
     thought, action, raw_args = found[0][:3]
@@ -186,6 +201,45 @@ def parse_instruct_str(text: str, template: dict, lenient: bool = False) -> dict
     else:
         args = _literal_dict(raw_args)
     return {"thought": thought, "action": action.strip(), "args": args}
+
+
+_REGEX_SPECIAL = frozenset(".^$*+?{}[]\\|()")  # outside these, a template piece is a literal
+
+
+def template_pattern(template: dict) -> str:
+    """T-Eval's regex for the string template: ``TS(.*)TE AS(.*)AE GS(.*)GE`` (escaped, re.S)."""
+    t = {p: re.escape(template[p]) for p in
+         ("thought_start", "thought_end", "action_start", "action_end", "args_start", "args_end")}
+    return (f"{t['thought_start']}(.*){t['thought_end']}{t['action_start']}(.*){t['action_end']}"
+            f"{t['args_start']}(.*){t['args_end']}")
+
+
+def _template_groups(text: str, template: dict) -> tuple[str, str, str] | None:
+    """The groups of the first ``re.findall(template_pattern(template), text, re.S)`` match, found
+    with string searches in linear time (the regex's three greedy groups backtrack cubically).
+
+    The first match starts at the first thought-start marker; greedy groups take the last
+    possible split points, so the args end at the last args-end marker, the action at the last
+    action-end+args-start before it, and the thought at the last thought-end+action-start
+    before that.
+    """
+    opening, closing = template["thought_start"], template["args_end"]
+    middle_one = template["thought_end"] + template["action_start"]
+    middle_two = template["action_end"] + template["args_start"]
+    start = text.find(opening)
+    if start < 0:
+        return None
+    thought_from = start + len(opening)
+    end = text.rfind(closing, thought_from)
+    if end < 0:
+        return None
+    two = text.rfind(middle_two, thought_from, end)
+    if two < 0:
+        return None
+    one = text.rfind(middle_one, thought_from, two)
+    if one < 0:
+        return None
+    return text[thought_from:one], text[one + len(middle_one):two], text[two + len(middle_two):end]
 
 
 def instruct_score(text: str, ground_truth: dict, template: dict, response_format: str) -> dict:
@@ -222,8 +276,8 @@ def _as_action(item: Any) -> dict | None:
     args = item.get("args", {})
     return {
         "id": item.get("id"),
-        "name": str(item["name"]),
-        "args": args if isinstance(args, str) else str(args),
+        "name": as_text(item["name"]),
+        "args": args if isinstance(args, str) else as_text(args),
     }
 
 
@@ -365,8 +419,8 @@ def parse_rru_json(text: str, lenient: bool = False) -> dict | None:
         parsed = load_structured(args)
         args = parsed if isinstance(parsed, dict) else {}
     return {
-        "thought": str(data.get("thought", "")),
-        "name": str(data.get("name", "")),
+        "thought": as_text(data.get("thought", "")),
+        "name": as_text(data.get("name", "")),
         "args": args if isinstance(args, dict) else {},
     }
 
@@ -402,7 +456,7 @@ def understand_json(pred_args: dict, gold_args: dict, fixed: bool = False) -> fl
     if not gold_args:
         return float(not pred_args)
     hits = sum(
-        1 for key, value in gold_args.items() if key in pred_args and str(pred_args[key]) == str(value)
+        1 for key, value in gold_args.items() if key in pred_args and as_text(pred_args[key]) == as_text(value)
     )
     return hits / len(gold_args) if fixed else hits / (len(gold_args) + UNDERSTAND_EPSILON)
 
@@ -415,7 +469,7 @@ def understand_str(text: str, gold_args: Any) -> float:
     """The reference: ``text.strip("'").strip('"') == str(gold_args)`` (a gold object as its ``str``)."""
     if not isinstance(text, str):
         return 0.0
-    return float(text.strip("'").strip('"') == str(gold_args))
+    return float(text.strip("'").strip('"') == as_text(gold_args))
 
 
 def understand_str_fixed(text: str, gold_args: Any) -> float:
@@ -424,9 +478,9 @@ def understand_str_fixed(text: str, gold_args: Any) -> float:
     if isinstance(gold_args, dict):
         parsed = load_structured(text, "{", "}")
         if isinstance(parsed, dict):
-            return float({k: str(v) for k, v in parsed.items()} == {k: str(v) for k, v in gold_args.items()})
+            return float({k: as_text(v) for k, v in parsed.items()} == {k: as_text(v) for k, v in gold_args.items()})
         return 0.0
-    return float(_strip_quotes(text) == _strip_quotes(str(gold_args)))
+    return float(_strip_quotes(text) == _strip_quotes(as_text(gold_args)))
 
 
 # --- review ---------------------------------------------------------------------------------

@@ -64,6 +64,11 @@ THRESHOLD = 0.6
 MAX_ORDERS = 20
 RAW_NODE_LIMIT = 10  # golds with this many nodes (START/END counted) skip the topological orders
 TIE_EPSILON = 1e-6
+# Size limits of :func:`score_batch` (the largest WorfBench gold has 24 nodes and 2,739
+# characters): a longer text or a graph with more nodes scores 0 with the reason instead of
+# being parsed and matched (matching and the antichain are polynomial in the node count).
+MAX_TEXT_CHARS = 100_000
+MAX_NODES = 100
 
 # The reference's node regex is ``\d+[:.] (.+)``. With re.findall a match can only start at the
 # first digit of a run of digits (a later start fails the same way, and every match runs to the
@@ -411,6 +416,19 @@ def fixed_graph_scores(pred: Graph, gold: Graph, sim: Similarity) -> dict[str, f
 # --- batch scoring ----------------------------------------------------------------------------
 
 
+def _bounded_parse(text: str) -> tuple[Graph | None, Graph, str]:
+    """(reference graph, lenient graph, "") -- or (None, empty graph, why) over the size limits."""
+    empty = Graph(["START", "END"])
+    if not isinstance(text, str):
+        return None, empty, f"is a {type(text).__name__}, not text"
+    if len(text) > MAX_TEXT_CHARS:
+        return None, empty, f"longer than {MAX_TEXT_CHARS} characters; not parsed"
+    reference, lenient = parse_reference(text), parse_lenient(text)
+    if max(len(reference.nodes) if reference else 0, len(lenient.nodes)) > MAX_NODES + 2:
+        return None, empty, f"has more than {MAX_NODES} nodes; not scored"
+    return reference, lenient, ""
+
+
 def score_batch(
     predictions: Sequence[str],
     golds: Sequence[str],
@@ -436,12 +454,10 @@ def score_batch(
     items = []
     texts: dict[str, None] = {}
     for prediction, gold in zip(predictions, golds):
-        item = {
-            "pred_ref": parse_reference(prediction),
-            "gold_ref": parse_reference(gold),
-            "pred_fix": parse_lenient(prediction),
-            "gold_fix": parse_lenient(gold),
-        }
+        pred_ref, pred_fix, pred_problem = _bounded_parse(prediction)
+        gold_ref, gold_fix, gold_problem = _bounded_parse(gold)
+        item = {"pred_ref": pred_ref, "gold_ref": gold_ref, "pred_fix": pred_fix, "gold_fix": gold_fix,
+                "problem": f"gold {gold_problem}" if gold_problem else (f"prediction {pred_problem}" if pred_problem else "")}
         items.append(item)
         for key in ("pred_ref", "gold_ref", "pred_fix", "gold_fix"):
             graph = item[key]
@@ -465,12 +481,12 @@ def score_batch(
     results = []
     for item in items:
         pred_ref, gold_ref = item["pred_ref"], item["gold_ref"]
-        reason = ""
-        if gold_ref is None:
+        reason = item["problem"]
+        if not reason and gold_ref is None:
             reason = "gold unparseable"
-        elif pred_ref is None:
+        elif not reason and pred_ref is None:
             reason = "prediction unparseable (no 'Node' or no edge)"
-        elif not [n for n in pred_ref.nodes if n not in ("START", "END")]:
+        elif not reason and not [n for n in pred_ref.nodes if n not in ("START", "END")]:
             reason = "no node line of the form '<n>: text' (a space after the separator is required)"
         node = reference_node_scores(pred_ref, gold_ref, sim)
         graph = reference_graph_scores(pred_ref, gold_ref, sim)

@@ -24,12 +24,12 @@ decoder found at least one call.
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 from lm_eval_acbench import data, thinking
+from lm_eval_acbench.logsafe import log_safe
 from lm_eval_acbench.metrics import bfcl_ast
 from lm_eval_acbench.metrics.bfcl_decode import ReferenceDecode, decode_reference
 from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
@@ -158,11 +158,8 @@ def score_output(output: str, functions: list[dict], ground_truth: list[dict], c
 
 
 def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)
+    """The value as the samples log can hold it (see :mod:`lm_eval_acbench.logsafe`)."""
+    return log_safe(value)
 
 
 class FunctionCallTask(RenderedMessagesTask):
@@ -183,7 +180,7 @@ class FunctionCallTask(RenderedMessagesTask):
             self.reference_decoder,
         )
         # The samples log holds the doc object: the verdict and the render mode travel with it.
-        doc["acbench_verdict"] = scored.pop("verdict")
+        doc["acbench_verdict"] = log_safe(scored.pop("verdict"))
         doc["acbench_render"] = {"mode": rendered.mode, "roles": rendered.roles, "note": rendered.note}
         scored["tools_in_template"] = float(rendered.mode == "template+tools")
         return scored

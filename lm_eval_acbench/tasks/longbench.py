@@ -201,7 +201,7 @@ def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """The data set's metric (max over gold answers), as ``score`` and under its own name."""
     dataset = doc["dataset"]
     metric = DATASETS[dataset][0]
-    prediction = thinking.answer(doc, results[0] if results else "")
+    prediction = thinking.answer(doc, results[0] if results else "")  # "" for a non-string
     value = scoring.best_over_golds(
         dataset, metric, prediction, data.doc_json(doc, "answers", []), data.doc_json(doc, "all_classes", [])
     )

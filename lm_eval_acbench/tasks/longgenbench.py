@@ -344,8 +344,9 @@ def doc_to_target(doc: dict) -> str:
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """LongGenBench's reference zip rule (``score``), label-aligned accuracy, answered share."""
-    response = thinking.answer(doc, results[0] if results else "")
-    golds = [str(g) for g in data.doc_json(doc, "golds", [])]
+    response = thinking.answer(doc, results[0] if results else "")  # "" for a non-string
+    golds = data.doc_json(doc, "golds", [])
+    golds = golds if isinstance(golds, list) else []
     kind = "number" if doc["subset"] == "gsm8k" else "letter"
     aligned = scoring.align(response, golds, kind, first_label=int(doc.get("first_label") or 1))
     return {

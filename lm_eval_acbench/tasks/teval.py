@@ -30,6 +30,7 @@ from typing import Any
 
 from lm_eval_acbench import data, thinking
 from lm_eval_acbench.errors import UserError
+from lm_eval_acbench.logsafe import log_safe
 from lm_eval_acbench.metrics import teval_scores as ts
 from lm_eval_acbench.tasks.rendered import RenderedMessagesTask
 
@@ -203,8 +204,19 @@ def _plan_cosines(pred: list[dict], gold: list[dict], embedding_model: str | Non
     return names, args
 
 
+def _field(doc: dict, key: str, default: Any = None) -> Any:
+    """A record field (decoded from JSON); one longer than ``ts.MAX_CHARS`` characters, which no
+    T-Eval file holds, counts as missing rather than being decoded."""
+    raw = doc.get(key, default)
+    if isinstance(raw, str) and len(raw) > ts.MAX_CHARS:
+        return default
+    return data.doc_json(doc, key, default)
+
+
 def _gold(doc: dict) -> Any:
-    return data.doc_json(doc, "ground_truth")
+    """The item's ground truth; a value JSON cannot hold (not from a data file) counts as none."""
+    gold = _field(doc, "ground_truth")
+    return gold if isinstance(gold, (str, dict, list, int, float, bool)) else None
 
 
 def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dict:
@@ -214,7 +226,7 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
     gold = _gold(doc)
     gold_dict = gold if isinstance(gold, dict) else {}
     if dimension == "instruct":
-        parts = ts.instruct_score(output, gold_dict, data.doc_json(doc, "template", {}), fmt)
+        parts = ts.instruct_score(output, gold_dict, _field(doc, "template", {}), fmt)
         return {
             "score": parts["score"],
             "score_fixed": parts["score_fixed"],
@@ -223,7 +235,7 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
         }
     if dimension == "review":
         letter = ts.review_letter(output)
-        gold_letter = gold_dict.get("answer") if gold_dict else str(gold or "").strip()[:1]
+        gold_letter = gold_dict.get("answer") if gold_dict else ts.as_text(gold or "").strip()[:1]
         value = ts.review_score(output, gold_letter)
         return {
             "score": value,
@@ -247,11 +259,11 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
             }
         if dimension == "reason":
             value = ts.thought_score(
-                _cosines([(pred["thought"], str(gold_rru.get("thought", "")))], embedding_model)[0]
+                _cosines([(pred["thought"], ts.as_text(gold_rru.get("thought", "")))], embedding_model)[0]
             )
             fixed = value
         elif dimension == "retrieve":
-            value = fixed = ts.retrieve_json(pred["name"], str(gold_rru.get("name", "")))
+            value = fixed = ts.retrieve_json(pred["name"], ts.as_text(gold_rru.get("name", "")))
         else:
             gold_args = gold_rru.get("args", {})
             if isinstance(gold_args, str):
@@ -262,10 +274,10 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
     text = ts.clean_response(output)
     if dimension == "reason":
         value = fixed = ts.thought_score(
-            _cosines([(text, str(gold_dict.get("thought", gold or "")))], embedding_model)[0]
+            _cosines([(text, ts.as_text(gold_dict.get("thought", gold or "")))], embedding_model)[0]
         )
     elif dimension == "retrieve":
-        value = fixed = ts.retrieve_str(text, str(gold_dict.get("name", gold or "")))
+        value = fixed = ts.retrieve_str(text, ts.as_text(gold_dict.get("name", gold or "")))
     else:
         gold_args = gold_dict.get("args", gold) if gold_dict else gold
         value = ts.understand_str(text, gold_args)
@@ -275,7 +287,8 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
 
 def _score_plan(doc: dict, output: str, gold: Any, fmt: str, embedding_model: str | None) -> dict:
     """Reference plan F1 (ids required, LIS from 1) and the quirk-free one (``score_fixed``)."""
-    meta = data.doc_json(doc, "meta_data", {}) or {}
+    meta = _field(doc, "meta_data", {})
+    meta = meta if isinstance(meta, dict) else {}
     scored: dict[str, Any] = {"detail": {}}
     for key, reference in (("score", True), ("score_fixed", False)):
         if fmt == "json":
@@ -347,4 +360,5 @@ class TEvalTask(RenderedMessagesTask):
 
 
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+    """The value as the samples log can hold it (see :mod:`lm_eval_acbench.logsafe`)."""
+    return log_safe(value)
