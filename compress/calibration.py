@@ -164,11 +164,9 @@ def _local_text(path: Path) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from lm_eval_acbench.model_store import sha256_of
+
+    return sha256_of(path)
 
 
 def canonical_source(source: str | Path | None) -> str | None:
