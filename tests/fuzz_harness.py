@@ -475,7 +475,7 @@ def targets(select: str | None = None, with_tasks: bool = True) -> list[Target]:
     # Actions the episode loop extracts and the environments parse
     add("episodes.extract_action", "model output", lambda v: (None, extract_action(v)))
     add("episodes.tool_action", "model output", lambda v: (None, tool_action(v)))
-    add("babyai.parse_action", "model output", lambda v: (None, babyai.parse_action(extract_action(v) or v)))
+    add("babyai.normalise_action", "model output", lambda v: (None, babyai.normalise_action(extract_action(v) or v)))
     add("jericho cut_action / clean_observation", "model output",
         lambda v: (None, [jericho_env.cut_action(v), jericho_env.clean_observation(v), jericho_env.is_check_actions(v)]))
     arity = {"pick-up": 1, "put-down": 1, "stack": 2, "unstack": 2, "move": 3}
