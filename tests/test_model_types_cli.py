@@ -19,6 +19,8 @@ import pytest
 
 from helpers import run_lm_eval, served_env
 
+from lm_eval_acbench.metrics.tool_calls import format_calls
+
 CHAT, COMPLETIONS = "/v1/chat/completions", "/v1/completions"
 MESSAGE_LIST_GROUPS = ["acbench_teval", "acbench_function_call"]
 ONE_PER_CAPABILITY = ["acbench_workflow_wikihow", "acbench_longbench_qasper", "acbench_realworld_tool_query"]
@@ -115,11 +117,15 @@ def _gold_replies() -> dict[str, dict]:
 def test_native_function_calling_end_to_end_beside_prompting(tmp_path, served):
     gold = _gold_replies()
 
-    def reply(body):  # the model "writes" the gold call, hermes style, with the names it was offered
+    def reply(body):
+        # The model "writes" the gold call: hermes style with the names it was offered when the
+        # tools came as tools= (the server turns it into tool_calls), else as the Python call list
+        # the prompting mode's system prompt asks for (what BFCL's prompting decoder reads).
         call = dict(next(v for k, v in gold.items() if any(k in m["content"] for m in body["messages"])))
         offered = {t["function"]["name"] for t in body.get("tools") or []}
-        if offered:
-            call["name"] = next(n for n in offered if n == call["name"].replace(".", "_"))
+        if not offered:
+            return format_calls([{call["name"]: call["arguments"]}], "python")
+        call["name"] = next(n for n in offered if n == call["name"].replace(".", "_"))
         return f"<tool_call>\n{json.dumps(call)}\n</tool_call>"
 
     served.reply = reply
@@ -129,8 +135,8 @@ def test_native_function_calling_end_to_end_beside_prompting(tmp_path, served):
     results = out["results"]["results"]
     for task in tasks:  # both modes, each under its own name, every item right
         assert results[task]["accuracy,none"] == 1.0 and results[task]["parse_rate,none"] == 1.0, task
-        fmt = "json" if "native" in task else "tool_call_tags"  # tool_calls vs the reply's text
-        assert {s["doc"]["acbench_verdict"]["format"] for s in out["samples"][task]} == {fmt}
+        fmt = "json" if "native" in task else "python"  # tool_calls vs the reply's text
+        assert {s["doc"]["acbench_verdict"]["format_fixed"] for s in out["samples"][task]} == {fmt}
     bodies = [r["body"] for r in served.received(CHAT)]
     native = [b for b in bodies if "tools" in b]
     assert len(native) == len(bodies) / 2 and all(b["tool_choice"] == "auto" for b in native)
