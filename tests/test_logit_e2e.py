@@ -97,7 +97,9 @@ def test_base_vs_rounded_smollm2(smollm2_dir, tmp_path):
     md = (rep / "report.md").read_text()
     assert "analysis_fixture_gen" in md and "analysis_fixture_mc" in md and "w4_rounded drop %" in md
     assert "ran on acbench's sample set (sample:analysis_fixture)" in md
-    for png in ("analysis_erank.png", "analysis_rankcorr.png", "analysis_energy_position.png", "analysis_energy.png"):
+    for png in ("paired_drops.png", "analysis_erank.png", "analysis_rankcorr.png",
+                "analysis_energy_position.png", "analysis_energy.png"):
         assert (rep / png).stat().st_size > 1000
-    assert (rep / "report.html").read_text().count("data:image/png;base64,") == 4
+    # the answer's drop plot first, then the four analysis plots
+    assert (rep / "report.html").read_text().count("data:image/png;base64,") == 5
     assert (rep / "scores.csv").is_file() and (rep / "analysis.csv").is_file()

@@ -500,6 +500,11 @@ def _parse(text: str) -> ParsedCalls:
     text = _END_TOKENS.sub("", text).strip()
     if not text:
         return ParsedCalls(error="empty output")
+    if _MISTRAL in text or _PYTHON_TAG in text or "<tool_call>" in text or _DEEPSEEK_MARK.search(text):
+        # A marker inside a string value of a JSON answer is an argument, not a format.
+        whole = _whole_json_calls(text)
+        if whole is not None:
+            return ParsedCalls(calls=whole, format="json")
     if _DEEPSEEK_CALL.search(text) or _DEEPSEEK_MARK.search(text):
         return ParsedCalls(calls=_deepseek(text), format="deepseek")
     if _MISTRAL in text:
@@ -532,6 +537,16 @@ def _parse(text: str) -> ParsedCalls:
     if not decoded:
         return ParsedCalls(format=fmt, error="an empty list of calls")
     return ParsedCalls(calls=decoded, format=fmt)
+
+
+def _whole_json_calls(text: str) -> list[dict] | None:
+    """The calls when the whole text is one JSON call (or list of calls), else None."""
+    if text[0] not in "[{":
+        return None
+    try:
+        return _call_from_object(json.loads(text))
+    except (ValueError, RecursionError, _NotACall):
+        return None
 
 
 def _decode_maybe_fenced(text: str):
