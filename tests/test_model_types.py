@@ -339,3 +339,13 @@ def test_episodes_refuse_vllm_data_parallel_instead_of_reloading_per_step(tiny_m
     with _episode_aware(lm, apply_chat_template=False, system_instruction=None):
         with pytest.raises(RuntimeError, match="data_parallel_size"):
             lm.generate_until(episode_requests(1, max_steps=1))
+
+
+def test_native_name_restoring_survives_deep_or_huge_replies():
+    from lm_eval_acbench.tasks.function_call_native import decode_tool_calls, restore_names
+
+    deep = "[" * 20_000 + "]" * 20_000  # json.loads raises RecursionError on it
+    assert restore_names(deep, {"a_b": "a.b"}) == deep
+    assert decode_tool_calls(deep).calls is None and decode_tool_calls(deep).error
+    assert restore_names('[{"name": "a_b", "arguments": {}}]', {"a_b": "a.b"}) == \
+        '[{"name": "a.b", "arguments": {}}]'

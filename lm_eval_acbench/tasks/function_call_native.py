@@ -41,11 +41,11 @@ def api_names(functions: list[dict]) -> dict[str, str]:
 def restore_names(output: str, mapping: dict[str, str]) -> str:
     """``output`` (the JSON list ``acbench-chat-completions`` writes) with BFCL names restored;
     any other text unchanged."""
-    if not mapping or not isinstance(output, str):
-        return output
+    if not mapping or not isinstance(output, str) or len(output) > MAX_CHARS:
+        return output  # left for decode_tool_calls to refuse with its reason
     try:
         calls = json.loads(output)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, an over-long int, nested too deep
         return output
     if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
         return output
