@@ -15,7 +15,7 @@ import pytest
 
 from helpers import run_lm_eval
 
-from lm_eval_acbench.compress import compress_model, load_recipe
+from lm_eval_acbench.compress import BUILTIN_RECIPES, compress_model, load_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -171,7 +171,7 @@ def test_pruners_unstructured_50(made, name):
     assert manifest["measured"]["summary"]["format"] in ("dense", "sparse-bitmask", None) or manifest["measured"]["summary"]["layers_quantized"] == 0
 
 
-@pytest.mark.parametrize("name", ["sparsegpt_2of4", "wanda_2of4"])
+@pytest.mark.parametrize("name", ["sparsegpt_2of4", "wanda_2of4", "magnitude_2of4"])
 def test_pruners_2of4(made, name):
     _check(made(name), sparsity=0.5, nm=(2, 4))
 
@@ -198,7 +198,7 @@ def test_every_pruner_records_its_sparsity_config(made, name):
 
 @pytest.mark.parametrize("name, bits, group", [
     ("gptq_w8a8", 8, 256), ("smoothquant_gptq_w8a8", 8, 256), ("rtn_w2a16", 2, 128), ("rtn_w3a16", 3, 128),
-    ("gptq_w3a16", 3, 128),
+    ("gptq_w3a16", 3, 128), ("rtn_w8a16", 8, 128),
 ])
 def test_int_recipes_measure_the_bits_they_asked_for(made, name, bits, group):
     folder = made(name)
@@ -305,17 +305,78 @@ def test_activation_and_kv_schemes_act_under_hf_on_cpu(made, tmp_path, name, sch
     assert (with_scheme - without).abs().max() > 1e-4
 
 
-def test_every_new_recipe_runs_under_lm_eval_hf(made, tmp_path):
-    """lm-eval's ``hf`` model (what ``--model hf`` builds) on each new recipe's checkpoint."""
-    from lm_eval import simple_evaluate
+def _expected_from_recipe(name: str) -> dict:
+    """What the recipe asks for, read from the recipe itself (not a second table kept here)."""
+    recipe = load_recipe(name)
+    quant, prune = recipe.quant_step, recipe.prune_step
+    out: dict = {}
+    if quant is not None:
+        out["bits"] = quant.bits
+        out["nf4"] = quant.method == "nf4"
+        out["fp8"] = getattr(quant, "weight_type", "int") == "fp8"
+        out["group"] = None if out["nf4"] else quant.group_size
+        out["activations"] = getattr(quant, "activations", "none")
+        out["kv_bits"] = getattr(quant, "kv_cache_bits", None)
+    if prune is not None:
+        out["nm"] = prune.nm
+        out["sparsity"] = 1 - prune.nm[0] / prune.nm[1] if prune.nm else prune.sparsity
+    return out
+
+
+@pytest.fixture(scope="module")
+def smoke_tasks(tmp_path_factory):
     from lm_eval.tasks import TaskManager
 
-    _smoke_task(tmp_path)
-    manager = TaskManager(include_path=str(tmp_path))
-    for name in ["gptq_w8a8", "smoothquant_gptq_w8a8", "fp8_dynamic", "rtn_w2a16", "rtn_w3a16", "gptq_w3a16",
-                 "nf4", "kv_fp8", "kv_int4"]:
-        result = simple_evaluate(model="hf", model_args=f"pretrained={made(name)}", tasks=["acbench_compress_smoke"],
-                                 task_manager=manager, device="cpu", batch_size=4, log_samples=True)
-        assert 0.0 <= result["results"]["acbench_compress_smoke"]["acc,none"] <= 1.0, name
-        for sample in result["samples"]["acbench_compress_smoke"]:
-            assert all(math.isfinite(float(resp[0])) for resp in sample["filtered_resps"]), name
+    folder = tmp_path_factory.mktemp("smoke-task")
+    _smoke_task(folder)
+    return TaskManager(include_path=str(folder))
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_RECIPES))
+def test_every_recipe_reloads_under_lm_eval_hf_and_measures_what_it_asked(made, smoke_tasks, name):
+    """Each built-in recipe on the tiny model: lm-eval's ``hf`` model (what ``lm_eval --model hf``
+    builds) scores the checkpoint, and the manifest's measured bits / sparsity are the recipe's."""
+    from lm_eval import simple_evaluate
+
+    folder = made(name)
+    manifest = json.loads((folder / "acbench_manifest.json").read_text())
+    summary, layers = manifest["measured"]["summary"], manifest["measured"]["layers"]
+    want = _expected_from_recipe(name)
+    assert manifest["complete"] is True and layers
+    if "bits" in want:
+        if want["nf4"]:
+            assert summary["fake_quant_bits_found"] == [4] and summary["fake_quant_max_distinct_per_block"] <= 16
+        else:
+            assert summary["bits_found"] == [want["bits"]]
+            if want["fp8"]:
+                assert summary["weight_dtypes_found"] == ["float8_e4m3fn"]
+            if want["group"] is None:  # per output channel: one scale per row
+                assert all(layer["groups_per_row"] == 1 for layer in layers.values())
+            else:  # the tiny model's widths are multiples of 128: no group-size adjustment
+                assert summary["group_sizes_found"] == [want["group"]]
+        if want["activations"] != "none":
+            kind, bits = ("float", 8) if want["activations"] == "fp8" else ("int", 8)
+            acts = summary["input_activations"]
+            assert (acts["type"], acts["num_bits"], acts["dynamic"]) == (kind, bits, True)
+        else:
+            assert not summary.get("input_activations")
+        if want["kv_bits"] is not None:
+            assert summary["kv_cache_scheme"]["num_bits"] == want["kv_bits"]
+        else:
+            assert not summary.get("kv_cache_scheme")
+    else:
+        assert not summary["bits_found"] and not summary.get("fake_quant_bits_found")
+    if "sparsity" in want:
+        assert summary["overall_sparsity"] == pytest.approx(want["sparsity"], abs=0.02)
+        if want["nm"]:
+            assert summary["nm_pattern_holds"] is True
+    else:
+        assert summary["overall_sparsity"] < 0.75  # quantization zeros only (int2 rounds most to zero)
+
+    result = simple_evaluate(model="hf", model_args=f"pretrained={folder}", tasks=["acbench_compress_smoke"],
+                             task_manager=smoke_tasks, device="cpu", batch_size=4, log_samples=True)
+    assert 0.0 <= result["results"]["acbench_compress_smoke"]["acc,none"] <= 1.0
+    samples = result["samples"]["acbench_compress_smoke"]
+    assert len(samples) == 4
+    assert all(math.isfinite(float(resp[0])) for sample in samples for resp in sample["filtered_resps"])
+    assert str(folder) in json.dumps(result["config"], default=str)
