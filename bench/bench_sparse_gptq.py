@@ -68,13 +68,21 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict = {"model": args.model, "calibration": {**describe(source), **calib.info}, "group_size": group_size,
                     "heldout": {"file": args.ppl_text, "windows": len(held), "seq_len": args.ppl_seq_len}}
-    times = {}
+    times = result["times_s"] = {}
+
+    def report(stage: str) -> None:
+        # every stage as it ends: a run cut short by a time limit still leaves what it measured
+        print(f"{stage}: {json.dumps({k: v for k, v in result.items() if k not in ('calibration', 'model', 'heldout')})}", flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2))
+
     net = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     result["ppl_base"] = perplexity(net, held, "base")
     t0 = time.time()
     _oneshot(net, [_prune_modifier(prune, recipe.ignore)], calib.windows, awq=False)
     times["sparsegpt"] = time.time() - t0
     result["ppl_pruned"] = perplexity(net, held, "pruned")
+    report("pruned")
     masks = {name: (mod.weight == 0).clone() for name, mod in _target_linears(net, recipe.ignore).items()}
     plain = copy.deepcopy(net)  # the same pruned weights for both quantizations
 
@@ -88,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "pruned_weights_nonzero": sum(int((mod.weight[masks[n]] != 0).sum()) for n, mod in linears.items()),
         "holds_2of4": _holds_2of4(linears),
     }
+    report("mask carried")
     del net
 
     t0 = time.time()
@@ -102,10 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             mod.weight[masks[name]] = 0  # zero is on the symmetric grid: the weights stay quantized
     result["rezeroed"] = {"ppl": perplexity(plain, held, "re-zeroed"), "pruned_weights_nonzero": 0,
                           "holds_2of4": _holds_2of4(linears)}
-    result["times_s"] = times
-    print(json.dumps(result, indent=2))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+    report("done")
     return 0
 
 

@@ -351,7 +351,10 @@ def test_every_recipe_reloads_under_lm_eval_hf_and_measures_what_it_asked(made, 
             if want["fp8"]:
                 assert summary["weight_dtypes_found"] == ["float8_e4m3fn"]
             if want["group"] is None:  # per output channel: one scale per row
-                assert all(layer["groups_per_row"] == 1 for layer in layers.values())
+                # fp8 layers are measured without groups_per_row: their group is the whole row
+                widths = {base: w.shape[1] for base, (w, _, _) in _linear_weights(folder, None if want["fp8"] else want["bits"]).items()}
+                assert all(layer.get("groups_per_row", 1) == 1 and layer["group_size"] == widths[base]
+                           for base, layer in layers.items())
             else:  # the tiny model's widths are multiples of 128: no group-size adjustment
                 assert summary["group_sizes_found"] == [want["group"]]
         if want["activations"] != "none":
