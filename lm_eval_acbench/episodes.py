@@ -624,7 +624,8 @@ class _vllm_replicas_kept:
         def _model_generate(requests, generate=False, sampling_params=None):
             if not generate or sampling_params is None:
                 return lm_eval_generate(requests, generate, sampling_params)
-            params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(requests)
+            params = (sampling_params if isinstance(sampling_params, list)
+                      else [sampling_params] * len(requests))
             return pool.generate(list(requests), params, lora_request=lora)
 
         model._model_generate = _model_generate
@@ -639,8 +640,8 @@ class _vllm_replicas_kept:
             self.model.__dict__.pop("_model_generate", None)
         calls = self.pool.calls
         self.pool.close()
-        log.info("acbench episodes: the %d vllm replicas answered %d calls and are stopped", self.model.data_parallel_size,
-                 calls)
+        log.info("acbench episodes: the %d vllm data-parallel replicas answered %d calls and are stopped",
+                 self.model.data_parallel_size, calls)
         return False
 
 
@@ -710,8 +711,8 @@ def _run_episode_requests(lm, original, chat: bool, system_instruction, requests
     rank = int(getattr(lm, "rank", 0) or 0)
     world = int(getattr(lm, "world_size", 1) or 1)
     where = f" on rank {rank} of {world}" if world > 1 else ""
-    log.info("acbench: running %d episodes%s%s", len(records), where,
-             f" ({len(padding)} padding requests answered with their episode's transcript)" if padding else "")
+    copies = f" ({len(padding)} padding requests answered with their episode's transcript)" if padding else ""
+    log.info("acbench: running %d episodes%s%s", len(records), where, copies)
     transcripts = run_episodes(records, policy, settings=settings, gen_kwargs=gen_kwargs, render=render,
                                system_instruction=system_instruction, stats=stats)
     log.info("acbench: episodes done in %d model calls (model %.1f s, environments %.1f s)",

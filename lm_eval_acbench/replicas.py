@@ -22,7 +22,8 @@ log = logging.getLogger("lm_eval.acbench_replicas")
 
 # Set by vLLM's own data-parallel set-up on the driver; Ray copies the driver's environment into
 # its workers, and a replica that reads them thinks it is one rank of a data-parallel engine.
-VLLM_DP_ENV = ("VLLM_DP_RANK", "VLLM_DP_RANK_LOCAL", "VLLM_DP_SIZE", "VLLM_DP_MASTER_IP", "VLLM_DP_MASTER_PORT")
+VLLM_DP_ENV = ("VLLM_DP_RANK", "VLLM_DP_RANK_LOCAL", "VLLM_DP_SIZE", "VLLM_DP_MASTER_IP",
+               "VLLM_DP_MASTER_PORT")
 
 
 class ReplicaError(RuntimeError):
@@ -94,8 +95,8 @@ class ReplicaPool:
         if not self.workers:
             raise ReplicaError(f"the {self.name} pool is closed")
         busy = [(w, shard) for w, shard in enumerate(interleave(self.size, len(prompts))) if shard]
-        handles = [self._submit(self.workers[w], [prompts[i] for i in shard], [params[i] for i in shard], **kwargs)
-                   for w, shard in busy]
+        handles = [self._submit(self.workers[w], [prompts[i] for i in shard], [params[i] for i in shard],
+                                **kwargs) for w, shard in busy]
         answers = self._collect(handles)
         self.calls += 1
         return merge([shard for _, shard in busy], answers, len(prompts))

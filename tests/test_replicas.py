@@ -126,7 +126,7 @@ class DataParallelModel:
                                          sampling_params=[dict(r.args[1]) for r in requests]))
 
 
-def test_vllm_data_parallel_episodes_use_one_pool_for_every_step(monkeypatch):
+def test_vllm_data_parallel_episodes_use_one_pool_for_every_step(monkeypatch, caplog):
     from lm_eval_acbench.episodes import _episode_aware
     from test_model_types import episode_requests
 
@@ -139,8 +139,12 @@ def test_vllm_data_parallel_episodes_use_one_pool_for_every_step(monkeypatch):
     monkeypatch.setattr(replicas, "ray_pool", fake_ray_pool)
     Engine.built = []
     lm = DataParallelModel()
-    with _episode_aware(lm, apply_chat_template=False, system_instruction=None):
+    with caplog.at_level("INFO", logger="lm_eval.acbench_episodes"), \
+            _episode_aware(lm, apply_chat_template=False, system_instruction=None):
         out = lm.generate_until(episode_requests(3, max_steps=4))
+    # the lines the README's GPU check greps for
+    assert "2 vllm data-parallel replicas started once for all steps" in caplog.text
+    assert "the 2 vllm data-parallel replicas answered 4 calls and are stopped" in caplog.text
     steps = [len(json.loads(o)["trajectory"]) for o in out]
     assert steps == [4, 4, 4]
     assert started == [(2, replicas.vllm_engine, lm.model_args, 1)]  # one pool of two replicas ...
@@ -158,7 +162,8 @@ def test_scoring_calls_keep_lm_evals_path_inside_the_episode_call(monkeypatch):
     lm = DataParallelModel()
     with _vllm_replicas_kept(lm):
         assert lm._model_generate([[1], [2]], generate=False) == ["check valid actions"] * 2
-        assert lm._model_generate([[1], [2]], generate=True, sampling_params=["s", "t"])[1].startswith("1:[2]:t")
+        answers = lm._model_generate([[1], [2]], generate=True, sampling_params=["s", "t"])
+        assert answers[1].startswith("1:[2]:t")  # the second prompt, from the second replica
     assert lm.per_call == [(2, False)]
 
 
