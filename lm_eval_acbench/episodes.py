@@ -371,7 +371,13 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
         stats["env_seconds"] += time.perf_counter() - tick
 
     for episode in episodes:
-        if episode.env is not None and not (episode.error or "").startswith("environment did not answer"):
+        if episode.env is not None and (episode.error or "").startswith("environment did not answer"):
+            # a hung environment in a process of its own (envs.isolated) can be ended; one in
+            # this process is left to its abandoned thread
+            kill = getattr(episode.env, "kill", None)
+            if callable(kill):
+                kill()
+        elif episode.env is not None:
             try:
                 episode.env.close()
             except Exception as exc:  # closing must not lose the result

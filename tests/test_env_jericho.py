@@ -213,3 +213,40 @@ def test_agentboard_rows_find_games_in_agentboard_layout(tmp_path, game):
     assert out[2]["success_rate"] == 1.0 and out[2]["env_error_rate"] == 0.0
     progress = [s["progress"] for s in out[2]["trajectory"]]
     assert progress == [pytest.approx((i + 1) / len(patterns)) for i in range(len(patterns))]
+
+
+def crashing_env(record):
+    """A real game whose process dies of SIGSEGV on the action "crash", as frotz does on some input
+    (run in the child process of envs.isolated)."""
+    import os
+    import signal
+
+    env = JerichoEpisode(record["game_file"], record["subgoals"])
+    step = env.step
+
+    def crash_or_step(action):
+        if action == "crash":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return step(action)
+
+    env.step = crash_or_step
+    return env
+
+
+def test_a_crashed_game_process_is_an_env_error_of_its_episode_only(game):
+    from lm_eval_acbench.envs.isolated import ProcessEnv
+
+    path, walkthrough, _, patterns = game
+    records = [{"env": "jericho", "id": i, "game_file": str(path), "subgoals": patterns} for i in ("a", "b")]
+    plans = {0: iter([walkthrough[0], "crash"]), 1: iter(walkthrough)}
+
+    def policy(requests):
+        return [next(plans[r.episode], "look") for r in requests]
+
+    out = run_episodes(records, policy, settings=LoopSettings(max_steps=10),
+                       make_env=lambda record: ProcessEnv(f"{__name__}:crashing_env", record))
+    crashed, fine = out
+    assert crashed["end_reason"].startswith("environment error at step 2: EnvProcessDied")
+    assert "SIGSEGV" in crashed["error"] and crashed["env_error_rate"] == 1.0
+    assert crashed["progress_rate"] == pytest.approx(1 / len(patterns))  # what it reached before the crash
+    assert fine["success_rate"] == 1.0 and fine["env_error_rate"] == 0.0

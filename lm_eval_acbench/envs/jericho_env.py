@@ -295,7 +295,20 @@ class JerichoEpisode:
             del env  # FrotzEnv unloads its private copy of libfrotz when collected
 
 
-def make_env(record: dict) -> JerichoEpisode:
+def make_env(record: dict):
+    """The episode's game in a process of its own (:class:`~lm_eval_acbench.envs.isolated.ProcessEnv`):
+    frotz is C code that can crash on input it does not expect, and a crash must end only this
+    episode, as an environment error, not the whole run."""
+    if record.get("unavailable"):
+        raise EnvUnavailable(str(record["unavailable"]))
+    _require_jericho()
+    from lm_eval_acbench.envs.isolated import ProcessEnv
+
+    return ProcessEnv("lm_eval_acbench.envs.jericho_env:make_local_env", record)
+
+
+def make_local_env(record: dict) -> JerichoEpisode:
+    """The episode's game in this process."""
     if record.get("unavailable"):
         raise EnvUnavailable(str(record["unavailable"]))
     _require_jericho()
