@@ -186,7 +186,7 @@ def test_missing_packages_and_files_are_clear_skips(monkeypatch, tmp_path):
         patch.setitem(sys.modules, "textworld", None)
         with pytest.raises(EnvUnavailable, match="textworld is not installed"):
             spec = {"world_size": 1, "nb_objects": 1, "quest_length": 1, "seed": 1}
-            jericho_env.make_env({"textworld": spec})
+            jericho_env.make_local_env({"textworld": spec})  # what make_env's game process runs
     with pytest.raises(EnvUnavailable, match=r"Jericho game file .*nothere\.z5 not found"):
         jericho_env.make_env({"game_file": str(tmp_path / "nothere.z5")})
     pytest.importorskip("alfworld")
