@@ -287,7 +287,8 @@ def alfworld_game_rows(metadata: dict | None) -> list[dict]:
     valid_unseen first), in sorted order. They carry no subgoals, so progress is the game's win."""
     from lm_eval_acbench.envs import alfworld_env
 
-    root = alfworld_env.alfworld_data_dir(metadata) / "json_2.1.1"
+    # resolved: a relative data_dir ("../shared/data") would otherwise read as a path that leaves it
+    root = alfworld_env.alfworld_data_dir(metadata).resolve() / "json_2.1.1"
     for split in alfworld_env.SPLITS:
         games = sorted((root / split).glob("*/*/game.tw-pddl")) if (root / split).is_dir() else []
         if games:
