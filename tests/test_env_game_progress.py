@@ -197,3 +197,18 @@ def test_missing_packages_and_files_are_clear_skips(monkeypatch, tmp_path):
 def test_group_lists_both_new_environments():
     group = yaml.safe_load((task_dir() / "realworld" / "_realworld.yaml").read_text())
     assert {"acbench_realworld_jericho", "acbench_realworld_alfworld"} <= set(group["task"])
+
+
+@given(st.text(max_size=400))
+@settings(max_examples=300, deadline=None)
+def test_cut_action_sends_only_plain_game_input(text):
+    command = cut_action(text)
+    # printable ASCII without backslashes (frotz meta-commands hang the game), no clause after , or .
+    assert all(" " <= c <= "~" and c != "\\" for c in command)
+    assert "," not in command and "." not in command
+    assert len(command.split()) <= 20 and command == " ".join(command.split())
+
+
+@given(st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12), min_size=1, max_size=30))
+def test_cut_action_keeps_plain_words(words):
+    assert cut_action(" ".join(words)) == " ".join(words[:20])
