@@ -146,14 +146,15 @@ def render_plain(messages: Sequence[dict[str, str]]) -> str:
 
 
 def _step_messages(episode, system_instruction: str | None) -> list[dict[str, str]]:
-    """AgentBoard's VanillaAgent prompt when the record carries AgentBoard's prompt file
-    (``envs.prompts``), else ours (:func:`build_messages`)."""
+    """AgentBoard's VanillaAgent layout when the record carries a prompt (AgentBoard's prompt file,
+    ``envs.prompts``, or our one-shot example, ``envs.own_examples``), else ours (:func:`build_messages`)."""
     prompt = episode.record.get("agentboard_prompt")
     if isinstance(prompt, dict):
         from lm_eval_acbench.envs.prompts import agentboard_messages
 
         return agentboard_messages(prompt, episode.env.goal, episode.first_observation, episode.history,
-                                   episode.settings.memory, system_instruction)
+                                   episode.settings.memory, system_instruction,
+                                   instructions=str(getattr(episode.env, "instructions", "") or ""))
     return build_messages(episode.env.instructions, episode.env.goal, episode.history, episode.observation,
                           episode.settings.memory, system_instruction)
 
@@ -371,7 +372,13 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
         stats["env_seconds"] += time.perf_counter() - tick
 
     for episode in episodes:
-        if episode.env is not None and not (episode.error or "").startswith("environment did not answer"):
+        if episode.env is not None and (episode.error or "").startswith("environment did not answer"):
+            # a hung environment in a process of its own (envs.isolated) can be ended; one in
+            # this process is left to its abandoned thread
+            kill = getattr(episode.env, "kill", None)
+            if callable(kill):
+                kill()
+        elif episode.env is not None:
             try:
                 episode.env.close()
             except Exception as exc:  # closing must not lose the result
