@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -173,27 +173,24 @@ def cached_encoder(model: str | None):
 
     resolved = embeddings.resolve_embedding_model(model)
 
-    def encode(texts: Sequence[str]) -> np.ndarray:
+    def fill(texts: Sequence[str], embed: Callable[..., np.ndarray]) -> None:
         with _cache_lock:
             missing = list(dict.fromkeys(t for t in texts if (resolved, t) not in _vector_cache))
         if missing:
-            vectors = embeddings.embed(missing, model=model)
+            vectors = embed(missing, model=model)
             with _cache_lock:
                 for text, vector in zip(missing, vectors):
                     _vector_cache[(resolved, text)] = vector
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        fill(texts, embeddings.embed)
         with _cache_lock:
             rows = [_vector_cache[(resolved, t)] for t in texts]
         return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
     def seed(texts: Sequence[str]) -> None:
         """Put the rows of ``texts`` (gold node texts, the same every run) in from the disk store."""
-        with _cache_lock:
-            missing = list(dict.fromkeys(t for t in texts if (resolved, t) not in _vector_cache))
-        if missing:
-            vectors = embeddings.stored_embed(missing, model=model)
-            with _cache_lock:
-                for text, vector in zip(missing, vectors):
-                    _vector_cache[(resolved, text)] = vector
+        fill(texts, embeddings.stored_embed)
 
     encode.seed = seed  # type: ignore[attr-defined]
     return encode, resolved
