@@ -45,12 +45,14 @@ from typing import Iterator
 
 import numpy as np
 
+from lm_eval_acbench.errors import UserError
+
 FORMAT = "acbench-logits/2"
 META = "meta.json"
 SHARD_GLOB = "part-*.parquet"
 
 
-class BadLog(ValueError):
+class BadLog(UserError, ValueError):
     """A logit log that cannot be read (corrupt ``meta.json``, truncated or foreign shard);
     the message is one line naming the file."""
 
@@ -71,8 +73,10 @@ def make_key(task: str, doc_id, request_type: str, request_idx, episode: int = -
     return key
 
 
-class LogExists(ValueError):
-    """The folder already holds a logit log (one folder per run)."""
+class LogExists(UserError, ValueError):
+    """The folder already holds a logit log (one folder per run). A ``UserError`` so that plain
+    ``lm_eval --model acbench-hf`` prints it as one line (``_hook.install_error_hook``); still a
+    ``ValueError`` for callers that catch that."""
 
 
 def _schema():

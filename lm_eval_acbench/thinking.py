@@ -31,7 +31,9 @@ def strip_thinking(text: str) -> str:
     (chat templates such as DeepSeek-R1-Distill's open the thought in the prompt); every
     ``<think>...</think>`` block is removed wherever it stands, inside a code fence too; an
     unclosed ``<think>`` runs to the end of the text; a stray ``</think>`` is dropped. When
-    something was removed, the rest is stripped of surrounding whitespace; a text without
+    something was removed, leading whitespace goes; trailing whitespace goes only when the text
+    ends in a thought or in whitespace after it: the answer's own final new line stays, since
+    T-Eval's reference string template needs it, as it would without a thought. A text without
     either tag is returned unchanged.
     """
     if not isinstance(text, str) or (OPEN not in text and CLOSE not in text):
@@ -41,17 +43,20 @@ def strip_thinking(text: str) -> str:
     if first_close != -1 and (first_open == -1 or first_close < first_open):
         pos = first_close + len(CLOSE)
     kept = []
+    tail = ""  # the text after the last thought; "" when the text ends inside one
     while True:
         start = text.find(OPEN, pos)
         if start == -1:
-            kept.append(text[pos:])
+            tail = text[pos:]
+            kept.append(tail)
             break
         kept.append(text[pos:start])
         end = text.find(CLOSE, start + len(OPEN))
         if end == -1:
             break
         pos = end + len(CLOSE)
-    return "".join(kept).replace(CLOSE, "").strip()
+    answer = "".join(kept).replace(CLOSE, "").lstrip()
+    return answer if tail.replace(CLOSE, "").strip() else answer.rstrip()
 
 
 def _flag(value: Any, where: str) -> bool:

@@ -270,7 +270,8 @@ def _load_tasks(names: list[str]) -> dict:
 
 
 _TASK_NAMES = ["acbench_function_call_simple", "acbench_function_call_parallel_multiple",
-               "acbench_function_call_irrelevance", "acbench_teval_instruct", "acbench_teval_review",
+               "acbench_function_call_irrelevance", "acbench_function_call_native_simple",
+               "acbench_function_call_native_parallel_multiple", "acbench_teval_instruct", "acbench_teval_review",
                "acbench_teval_retrieve", "acbench_teval_understand"]
 
 

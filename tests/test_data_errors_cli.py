@@ -41,3 +41,31 @@ def test_teval_without_sentence_transformers_fails_with_one_line(tiny_model_dir,
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert last_line(done).startswith("error: similarity scoring needs sentence-transformers")
     assert not list((tmp_path / "out").rglob("results_*.json"))  # no results file of zeros
+
+
+@pytest.mark.slow
+def test_logits_dir_in_use_is_one_line(tiny_model_dir, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "meta.json").write_text('{"format": "acbench-logits/2"}')
+    args = ["--model", "acbench-hf", "--model_args", f"pretrained={tiny_model_dir},logits_dir={logs}",
+            "--tasks", "acbench_workflow_os", "--limit", "1", "--metadata", '{"data_source": "sample"}']
+    done = lm_eval(args, tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert last_line(done).startswith(f"error: {logs} already holds a logit log (meta.json)")
+    assert (logs / "meta.json").read_text() == '{"format": "acbench-logits/2"}'  # the old log is kept
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra, expected", [
+    ("logits_reference={missing}", "error: logits_reference: {missing} is not a logit log"),
+    ("logits_top_k=many", "error: acbench-hf: a logits_* model argument is not a number"),
+])
+def test_bad_logging_arguments_are_one_line(tiny_model_dir, tmp_path, extra, expected):
+    missing = tmp_path / "no_such_log"
+    args = ["--model", "acbench-hf", "--model_args",
+            f"pretrained={tiny_model_dir},logits_dir={tmp_path / 'logs'}," + extra.format(missing=missing),
+            "--tasks", "acbench_workflow_os", "--limit", "1", "--metadata", '{"data_source": "sample"}']
+    done = lm_eval(args, tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert last_line(done).startswith(expected.format(missing=missing))

@@ -114,6 +114,49 @@ def test_embed_contract_with_stand_in():
     assert embeddings.embed([], model=MINILM).shape == (0, 384)
 
 
+def test_stored_embed_keeps_rows_on_disk_and_never_trusts_a_wrong_file(tmp_path, monkeypatch):
+    texts = ["Open the fridge", "Take out the milk", "Open the fridge", "Pour a glass"]
+    calls = []
+    real_embed = embeddings.embed
+
+    def counting_embed(batch, model=None, batch_size=embeddings.BATCH_SIZE):
+        calls.append(list(batch))
+        return real_embed(batch, model=model, batch_size=batch_size)
+
+    monkeypatch.setattr(embeddings, "embed", counting_embed)
+    first = embeddings.stored_embed(texts, model=MINILM, root=tmp_path)
+    np.testing.assert_array_equal(first, real_embed(["Open the fridge", "Take out the milk", "Pour a glass"],
+                                                    model=MINILM)[[0, 1, 0, 2]])
+    (stored,) = tmp_path.rglob("*.npz")
+    assert calls == [["Open the fridge", "Take out the milk", "Pour a glass"]]
+    again = embeddings.stored_embed(texts, model=MINILM, root=tmp_path)
+    assert len(calls) == 1  # read back, not embedded
+    np.testing.assert_array_equal(again, first)
+    # Another set of texts is another file; a file whose texts differ, or a broken one, is redone.
+    embeddings.stored_embed(["Pour a glass"], model=MINILM, root=tmp_path)
+    assert len(calls) == 2 and len(list(tmp_path.rglob("*.npz"))) == 2
+    stored.write_bytes(b"not a zip")
+    np.testing.assert_array_equal(embeddings.stored_embed(texts, model=MINILM, root=tmp_path), first)
+    assert len(calls) == 3
+    (other,) = [f for f in tmp_path.rglob("*.npz") if f != stored]
+    other.replace(stored)  # rows of other texts under this file's name
+    np.testing.assert_array_equal(embeddings.stored_embed(texts, model=MINILM, root=tmp_path), first)
+    assert len(calls) == 4
+    # A changed model file is another model key; off with ACBENCH_VECTOR_STORE=0; a hub name is
+    # never stored (what it loads can change under the same name).
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    key = embeddings._store_folder(str(folder), tmp_path)
+    (folder / "config.json").write_text('{"changed": 1}')
+    assert embeddings._store_folder(str(folder), tmp_path) != key
+    assert embeddings._store_folder("some-org/some-model", tmp_path) is None
+    monkeypatch.setenv(embeddings.VECTOR_STORE_ENV, "0")
+    assert embeddings._store_folder(str(folder), None) is None
+    monkeypatch.setenv(embeddings.VECTOR_STORE_ENV, str(tmp_path / "elsewhere"))
+    assert embeddings._store_folder(str(folder), None).parent == tmp_path / "elsewhere"
+
+
 @pytest.mark.slow
 def test_default_model_from_pypi_chunks():
     if embeddings._mpnet_dir() is None:

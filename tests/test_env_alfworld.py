@@ -223,6 +223,20 @@ def _shared_game_rows():
     return load_episodes("alfworld", {"data_dir": str(root)})
 
 
+def test_plain_alfworld_folder_named_by_a_relative_path_starts_every_game(monkeypatch, tmp_path):
+    import os
+
+    from lm_eval_acbench.tasks.realworld import load_episodes
+    from helpers import shared_data_path
+
+    monkeypatch.delenv("ALFWORLD_DATA", raising=False)
+    root = shared_data_path("alfworld", "data", "alfworld", "json_2.1.1").parents[3]
+    monkeypatch.chdir(tmp_path)  # as the done-when command names it: --metadata '{"data_dir": "../..."}'
+    rows = load_episodes("alfworld", {"data_dir": os.path.relpath(root, tmp_path)})
+    assert len(rows) >= 12 and not [r for r in rows if r.get("load_error") or r.get("unavailable")]
+    assert all(Path(r["game_file"]).is_absolute() for r in rows)
+
+
 def test_plain_alfworld_folder_gives_one_row_per_game(monkeypatch):
     monkeypatch.delenv("ALFWORLD_DATA", raising=False)
     rows = _shared_game_rows()

@@ -186,7 +186,7 @@ def test_missing_packages_and_files_are_clear_skips(monkeypatch, tmp_path):
         patch.setitem(sys.modules, "textworld", None)
         with pytest.raises(EnvUnavailable, match="textworld is not installed"):
             spec = {"world_size": 1, "nb_objects": 1, "quest_length": 1, "seed": 1}
-            jericho_env.make_env({"textworld": spec})
+            jericho_env.make_local_env({"textworld": spec})  # what make_env's game process runs
     with pytest.raises(EnvUnavailable, match=r"Jericho game file .*nothere\.z5 not found"):
         jericho_env.make_env({"game_file": str(tmp_path / "nothere.z5")})
     pytest.importorskip("alfworld")
@@ -197,3 +197,18 @@ def test_missing_packages_and_files_are_clear_skips(monkeypatch, tmp_path):
 def test_group_lists_both_new_environments():
     group = yaml.safe_load((task_dir() / "realworld" / "_realworld.yaml").read_text())
     assert {"acbench_realworld_jericho", "acbench_realworld_alfworld"} <= set(group["task"])
+
+
+@given(st.text(max_size=400))
+@settings(max_examples=300, deadline=None)
+def test_cut_action_sends_only_plain_game_input(text):
+    command = cut_action(text)
+    # printable ASCII without backslashes (frotz meta-commands hang the game), no clause after , or .
+    assert all(" " <= c <= "~" and c != "\\" for c in command)
+    assert "," not in command and "." not in command
+    assert len(command.split()) <= 20 and command == " ".join(command.split())
+
+
+@given(st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12), min_size=1, max_size=30))
+def test_cut_action_keeps_plain_words(words):
+    assert cut_action(" ".join(words)) == " ".join(words[:20])

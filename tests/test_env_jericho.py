@@ -161,3 +161,92 @@ def test_lm_eval_plays_jericho_games_from_a_data_folder(tmp_path, game):
     assert transcript["goal"] == objective and transcript["end_reason"] == "2 invalid actions in a row"
     assert [s["action"] for s in transcript["trajectory"]] == ["lol", "lol"]  # the dummy model's answer
     assert "not a verb I recognise" in transcript["trajectory"][0]["observation"]
+
+
+def test_frotz_meta_commands_and_odd_bytes_never_reach_the_game(game):
+    """A line starting with a backslash is a dumb-frotz meta-command that hangs the game for good;
+    non-ASCII text used to make jericho's truncation raise. Through the loop, with a step timeout,
+    a regression fails here instead of hanging."""
+    path, walkthrough, objective, patterns = game
+    record = {"env": "jericho", "id": "g", "game_file": str(path), "subgoals": patterns, "goal": objective}
+    answers = iter(["\\help", "\\look", "\U0001F600" * 60, "\x1b[31m\x00", *walkthrough])
+
+    def policy(requests):
+        return [next(answers, "look")] * len(requests)
+
+    (out,) = run_episodes([record], policy, settings=LoopSettings(max_steps=20, max_invalid=0, step_timeout=30))
+    assert out["env_error_rate"] == 0.0 and "error" not in out, out.get("error")
+    steps = out["trajectory"]
+    assert [s["action"] for s in steps[:2]] == ["\\help", "\\look"]
+    assert steps[0]["observation"] and "DUMB-FROTZ" not in steps[0]["observation"]  # the game read "help"
+    assert steps[1]["valid"] and "Cookhouse" in steps[1]["observation"]  # and "look"
+    assert not steps[2]["valid"]  # nothing of the emoji answer is left to send
+    assert out["success_rate"] == 1.0  # the walkthrough after them still wins
+
+
+def test_agentboard_rows_find_games_in_agentboard_layout(tmp_path, game):
+    """AgentBoard's jericho rows carry no game name (its run config lists the 20 games and pairs
+    them with the rows by position) and its games live in
+    ``data/jericho/z-machine-games-master/jericho-game-suite``; "afflicted" is one of the .z8 games.
+    Our generated game stands in for it under that name."""
+    from lm_eval_acbench.tasks.realworld import load_episodes
+
+    path, walkthrough, _, patterns = game
+    folder = tmp_path / "agentboard" / "data" / "jericho"
+    suite = folder / "z-machine-games-master" / "jericho-game-suite"
+    suite.mkdir(parents=True)
+    shutil.copy(path, suite / "afflicted.z8")
+    # AgentBoard's row shape: subgoals (one row split into subgoals_1, subgoals_2) and difficulty
+    rows = [{"subgoals": patterns, "difficulty": "easy"},
+            {"subgoals": patterns, "difficulty": "hard"},
+            {"subgoals_1": patterns[:1], "subgoals_2": patterns[1:], "difficulty": "hard"}]
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = load_episodes("jericho", {"data_dir": str(tmp_path)})
+    assert [r["game_name"] for r in records] == ["905", "acorncourt", "afflicted"]
+    assert "no game file 905.z5/.z8 in" in records[0]["unavailable"] and str(suite) in records[0]["unavailable"]
+    assert records[2]["game_file"] == str((suite / "afflicted.z8").resolve())
+    assert records[2]["subgoals"] == patterns
+    plan = iter(walkthrough)
+    out = run_episodes(records, lambda requests: [next(plan, "look") for _ in requests],
+                       settings=LoopSettings(max_steps=10))
+    assert out[0]["skipped"] and out[1]["skipped"]
+    assert out[2]["success_rate"] == 1.0 and out[2]["env_error_rate"] == 0.0
+    progress = [s["progress"] for s in out[2]["trajectory"]]
+    assert progress == [pytest.approx((i + 1) / len(patterns)) for i in range(len(patterns))]
+
+
+def crashing_env(record):
+    """A real game whose process dies of SIGSEGV on the action "crash", as frotz does on some input
+    (run in the child process of envs.isolated)."""
+    import os
+    import signal
+
+    env = JerichoEpisode(record["game_file"], record["subgoals"])
+    step = env.step
+
+    def crash_or_step(action):
+        if action == "crash":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return step(action)
+
+    env.step = crash_or_step
+    return env
+
+
+def test_a_crashed_game_process_is_an_env_error_of_its_episode_only(game):
+    from lm_eval_acbench.envs.isolated import ProcessEnv
+
+    path, walkthrough, _, patterns = game
+    records = [{"env": "jericho", "id": i, "game_file": str(path), "subgoals": patterns} for i in ("a", "b")]
+    plans = {0: iter([walkthrough[0], "crash"]), 1: iter(walkthrough)}
+
+    def policy(requests):
+        return [next(plans[r.episode], "look") for r in requests]
+
+    out = run_episodes(records, policy, settings=LoopSettings(max_steps=10),
+                       make_env=lambda record: ProcessEnv(f"{__name__}:crashing_env", record))
+    crashed, fine = out
+    assert crashed["end_reason"].startswith("environment error at step 2: EnvProcessDied")
+    assert "SIGSEGV" in crashed["error"] and crashed["env_error_rate"] == 1.0
+    assert crashed["progress_rate"] == pytest.approx(1 / len(patterns))  # what it reached before the crash
+    assert fine["success_rate"] == 1.0 and fine["env_error_rate"] == 0.0

@@ -254,11 +254,37 @@ def test_adapter_runs_episode_requests_and_passes_others_through():
     lm.generate_until = counting  # count the model calls the loop makes
     ordinary = Instance("generate_until", {"q": 1}, ("Question?", {"until": ["\n"]}), 0, ("other_task", 0, 1))
     episode = Instance("generate_until", {EPISODE_FIELD: json.dumps(record), LOOP_FIELD: json.dumps({"max_steps": 4})},
-                       ("label", {"max_gen_toks": 8}), 0, ("acbench_realworld_tool_query", 0, 1))
+                       ("label", {"max_gen_toks": 8}), 0, ("acbench_realworld_tool_query", 0, 2))
     with _episode_aware(lm, apply_chat_template=False, system_instruction=None):
-        out = lm.generate_until([ordinary, episode, episode])
+        out = lm.generate_until([ordinary, episode, episode])  # lm-eval sends it `repeats` (2) times
     assert lm.generate_until is counting  # restored
     assert out[0] == "lol"
     transcript = json.loads(out[1])
     assert transcript["episode_id"] == record["id"] and transcript["steps"] == 3.0  # 3 invalid in a row
     assert calls == [1, 2, 2, 2]  # the ordinary request, then one batched call per step for both episodes
+
+
+def test_padding_copies_of_a_request_get_its_transcript_without_playing_again():
+    """Under a multi-process run lm-eval pads a rank with fewer requests by sending its last
+    request again (evaluator.evaluate, `padding_requests`; answers never scored): that copy gets
+    the episode's transcript and costs no model call."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.dummy import DummyLM
+
+    from lm_eval_acbench.episodes import EPISODE_FIELD, LOOP_FIELD, _episode_aware
+    from lm_eval_acbench.tasks.realworld import load_episodes
+
+    records = load_episodes("tool-query", {"data_source": "sample"})[:2]
+    lm = DummyLM()
+    calls = []
+    original = lm.generate_until
+    lm.generate_until = lambda requests, *a, **k: calls.append(len(requests)) or original(requests, *a, **k)
+    loop = json.dumps({"max_steps": 2, "max_invalid": 0})
+    first, last = (Instance("generate_until", {EPISODE_FIELD: json.dumps(r), LOOP_FIELD: loop},
+                            ("label", {"max_gen_toks": 8}), 0, ("acbench_realworld_tool_query", i, 1))
+                   for i, r in enumerate(records))
+    with _episode_aware(lm, apply_chat_template=False, system_instruction=None):
+        out = lm.generate_until([first, last, last])  # as lm-eval pads: [req] * req.repeats more
+    assert calls == [2, 2]  # two episodes, two steps: the copy was not played
+    assert out[2] == out[1] and json.loads(out[1])["episode_id"] == records[1]["id"]
+    assert json.loads(out[0])["episode_id"] == records[0]["id"]

@@ -42,6 +42,8 @@ def test_teval_and_function_call_groups_run_on_smollm2(smollm2_dir, tmp_path):
     assert results["acbench_teval"]["score,none"] == pytest.approx(sum(scores) / 6)
     fixed = [results[f"acbench_teval_{d}"]["score_fixed,none"] for d in DIMENSIONS]
     assert results["acbench_teval"]["score_fixed,none"] == pytest.approx(sum(fixed) / 6)
+    lenient = [results[f"acbench_teval_{d}"]["score_lenient,none"] for d in DIMENSIONS]
+    assert results["acbench_teval"]["score_lenient,none"] == pytest.approx(sum(lenient) / 6)
     for dimension in DIMENSIONS:
         samples = out["samples"][f"acbench_teval_{dimension}"]
         assert len(samples) == 2
@@ -55,7 +57,7 @@ def test_teval_and_function_call_groups_run_on_smollm2(smollm2_dir, tmp_path):
             assert prompt.startswith("<|im_start|>system\n") and prompt.count("<|im_start|>system") == 1
             assert prompt.endswith("<|im_start|>assistant\n")
             assert sample["doc"]["acbench_render"]["mode"] == "template"
-            assert {"score", "score_fixed"} <= set(sample["doc"]["acbench_verdict"])
+            assert {"score", "score_fixed", "score_lenient"} <= set(sample["doc"]["acbench_verdict"])
             assert sample["doc"]["acbench_data_source"] == "sample:teval"
         if dimension in ("plan", "reason", "retrieve", "understand"):
             assert {s["doc"]["response_format"] for s in samples} == {"json", "str"}

@@ -53,7 +53,8 @@ def test_quick_profile_task_classes():
     """lm-eval's own task objects (our sample data): function calling and T-Eval."""
     from fuzz_harness import _load_tasks, _task_target
 
-    tasks = _load_tasks(["acbench_function_call_simple", "acbench_teval_instruct", "acbench_teval_understand"])
+    tasks = _load_tasks(["acbench_function_call_simple", "acbench_function_call_native_simple",
+                         "acbench_teval_instruct", "acbench_teval_understand"])
     hard = ["{'':'','args':{():3}}", "f(a=0x" + "f" * 3600 + ")", "\ud800", 10**5000, float("nan"), None,
             '{"name": "f", "arguments": {"a": ' + "9" * 5000 + "}}", "Thought:x\nAction:y\n" * 3000]
     inputs = hard + [value for _, value in fh.hostile_inputs(PROFILE_INPUTS, seed=3)]

@@ -158,9 +158,19 @@ def test_a_study_with_real_world_cells_analyses_without_a_mismatch(tiny_model_di
     summary = run_study(study, progress=False)
     failed = {c: r.get("error") for c, r in summary.results.items() if r["status"] != "done"}
     assert not failed
-    analysis = json.loads((tmp_path / "out" / "analysis/tiny/summary.json").read_text())
+    out = tmp_path / "out"
+    analysis = json.loads((out / "analysis/tiny/summary.json").read_text())
     pair = analysis["pairs"]["rtn_w4a16"]
     assert pair["sequences"] >= 4 and pair["overlap"]["n_common"] == pair["sequences"]
+    # the RTN cells logged against the base's logs: top-k statistics cover every position
+    for task in ("acbench_realworld_tool_query", "acbench_realworld_pddl"):
+        done = json.loads((out / "cells/eval/tiny/rtn_w4a16" / task / "done.json").read_text())
+        assert done["result"]["logits_reference"] == str(out / "logits/tiny/base" / task)
+        assert json.loads((out / "logits/tiny/rtn_w4a16" / task / "meta.json").read_text())["reference"] == \
+            str(out / "logits/tiny/base" / task)
+    assert pair["sequences_logged_at_base_topk"] == pair["sequences"]
+    for k, stats in pair["rank_correlation"].items():
+        assert stats["positions"] > 0 and stats["not_covered_share"] == 0, k
     logs = json.loads((tmp_path / "out" / "analysis/tiny/acbench_logs.json").read_text())
     # every step of every episode was logged under its own key (2 tasks x 2 episodes x up to 3 steps)
     assert 8 <= logs["base"]["records"] <= 12

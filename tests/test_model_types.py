@@ -331,16 +331,6 @@ def test_vllm_template_settings_reach_the_rendering(tasks, tiny_model_dir, tmp_p
     assert prompt.startswith("VLLM:")
 
 
-def test_episodes_refuse_vllm_data_parallel_instead_of_reloading_per_step(tiny_model_dir):
-    from lm_eval_acbench.episodes import _episode_aware
-
-    lm = hf_model(tiny_model_dir)
-    lm.data_parallel_size = 2  # lm-eval's VLLM attribute; >1 means new Ray workers per call
-    with _episode_aware(lm, apply_chat_template=False, system_instruction=None):
-        with pytest.raises(RuntimeError, match="data_parallel_size"):
-            lm.generate_until(episode_requests(1, max_steps=1))
-
-
 def test_native_name_restoring_survives_deep_or_huge_replies():
     from lm_eval_acbench.tasks.function_call_native import decode_tool_calls, restore_names
 

@@ -121,7 +121,8 @@ def test_sample_rows_still_load_offline(monkeypatch):
         records = load_episodes(env, {})
         assert records and not [r for r in records if r.get("load_error")], env
         assert all(r["acbench_data_source"].startswith("sample") for r in records)
-        assert all("agentboard_prompt" not in r for r in records)
+        # no AgentBoard prompt files: our own one-shot example (tests/test_own_examples.py)
+        assert all(r["agentboard_prompt"]["source"] == "acbench" for r in records)
 
 
 def test_agentboard_tool_rows_get_one_line_saying_what_they_need(tmp_path, caplog):

@@ -206,12 +206,22 @@ def test_plan_cells_and_dependency_order(toy_tasks, tmp_path):
     for cell in plan.cells:
         assert all(position[d] < position[cell.id] for d in cell.deps), cell.id
     cells = plan.by_id()
-    assert cells["eval/a/wanda_50/toy_ll"].deps == ("compress/a/wanda_50",)
-    assert cells["eval/a/base/toy_ll"].deps == ()
+    # a recipe's eval cell logs against the base's log of the same task, so it comes after it
+    assert cells["eval/a/wanda_50/toy_ll"].deps == ("compress/a/wanda_50", "eval/a/base/toy_ll")
+    assert cells["eval/a/wanda_50/toy_ll"].reference == "eval/a/base/toy_ll"
+    assert cells["eval/a/base/toy_ll"].deps == () and cells["eval/a/base/toy_ll"].reference is None
     assert set(cells["analyze/b"].deps) == {f"eval/b/{v}/{t}" for v in study.variants for t in plan.tasks}
     assert "analyze/b" in cells["report/b"].deps and cells["report/b"].soft_deps
     text = plan.describe()
     assert "cells: 4 compress, 12 evaluate, 2 analyze, 2 report (20 in all)" in text
+
+
+def test_without_a_logit_analysis_recipe_cells_do_not_wait_for_the_base(toy_tasks, tmp_path):
+    for extra in ({"logits": {"enabled": False}}, {"logits": {"enabled": True}, "analysis": {"enabled": False}}):
+        study = load_study({"models": [{"name": "a", "path": "x/a"}], "recipes": ["rtn_w4a16"],
+                            "tasks": ["toy_ll"], "include_path": [str(toy_tasks)], "out": str(tmp_path), **extra})
+        cell = make_plan(study).by_id()["eval/a/rtn_w4a16/toy_ll"]
+        assert cell.deps == ("compress/a/rtn_w4a16",) and cell.reference is None
 
 
 def test_capability_tasks_not_installed_are_skipped_with_a_reason(toy_tasks, tmp_path):

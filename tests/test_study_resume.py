@@ -162,3 +162,81 @@ def test_killing_the_command_halfway_loses_no_finished_cell(tiny_model_dir, tmp_
     assert calls(tasks)["toy_ll"] >= 2  # its first attempt may have scored docs before the kill
     assert (out / "cells/eval/tiny/base/toy_ll/done.json").exists()
     shutil.rmtree(out)
+
+
+def test_a_recipe_cell_logs_against_the_base_only_when_the_base_cell_finished(tmp_path):
+    from lm_eval_acbench.study.plan import make_plan
+    from lm_eval_acbench.study.stages import StageContext, lm_eval_model
+
+    tasks = write_toy_tasks(tmp_path / "tasks")
+    out = tmp_path / "out"
+    study = toy_study(tasks, tmp_path / "model", out, recipes=["rtn_w4a16"], logits={"enabled": True})
+    plan = make_plan(study)
+    ctx = StageContext(study, plan.layout, tuple(plan.tasks))
+    cell = plan.by_id()["eval/tiny/rtn_w4a16/toy_ll"]
+    base_log = plan.layout.logits_dir("tiny", "base", "toy_ll")
+    assert "logits_reference" not in lm_eval_model(ctx, cell)[1]  # nothing logged yet
+    base_log.mkdir(parents=True)
+    (base_log / "meta.json").write_text("{}")
+    assert "logits_reference" not in lm_eval_model(ctx, cell)[1]  # a log of a base cell that did not finish
+    plan.layout.done_marker(cell.reference).parent.mkdir(parents=True)
+    plan.layout.done_marker(cell.reference).write_text("{}")
+    name, args = lm_eval_model(ctx, cell)
+    assert name == "acbench-hf" and args["logits_reference"] == str(base_log)
+    assert args["logits_dir"] == str(plan.layout.logits_dir("tiny", "rtn_w4a16", "toy_ll"))
+
+
+def test_a_failed_base_cell_does_not_block_the_recipe_cell_but_leaves_it_partial(tmp_path):
+    from lm_eval_acbench.study.plan import make_plan
+    from lm_eval_acbench.study.runner import execute_cell
+    from lm_eval_acbench.study.stages import StageContext
+
+    tasks = write_toy_tasks(tmp_path / "tasks")
+    study = toy_study(tasks, tmp_path / "model", tmp_path / "out", recipes=["rtn_w4a16"], logits={"enabled": True})
+    plan = make_plan(study)
+    ctx = StageContext(study, plan.layout, tuple(plan.tasks))
+    cell = plan.by_id()["eval/tiny/rtn_w4a16/toy_ll"]
+    ran = []
+    stages = {"evaluate": lambda c, cl: ran.append(cl.id) or {"ok": True}}
+    partial = execute_cell(ctx, cell, {"compress/tiny/rtn_w4a16": "done", cell.reference: "failed"}, stages)
+    assert partial["status"] == "partial" and cell.reference in partial["error"] and ran == [cell.id]
+    assert not plan.layout.done_marker(cell.id).exists()  # so the next run tries it again
+    blocked = execute_cell(ctx, cell, {"compress/tiny/rtn_w4a16": "failed", cell.reference: "done"}, stages)
+    assert blocked["status"] == "blocked" and "compress/tiny/rtn_w4a16" in blocked["error"] and ran == [cell.id]
+
+
+@pytest.mark.slow  # one compression and five lm-eval runs of the tiny model
+def test_a_rerun_of_the_base_cell_reruns_the_recipe_cell_against_the_new_log(tiny_model_dir, tmp_path):
+    tasks = write_toy_tasks(tmp_path / "tasks")
+    out = tmp_path / "out"
+    study = toy_study(tasks, tiny_model_dir, out, recipes=["rtn_w4a16"], logits={"enabled": True},
+                      report={"enabled": False})
+    (tasks / "FAIL_toy_gen").touch()
+    first = run_study(study, progress=False)
+    assert statuses(first) == {
+        "compress/tiny/rtn_w4a16": "done",
+        "eval/tiny/base/toy_gen": "failed",
+        "eval/tiny/base/toy_ll": "done",
+        "eval/tiny/rtn_w4a16/toy_gen": "failed",  # the toy task fails on purpose for every model
+        "eval/tiny/rtn_w4a16/toy_ll": "done",
+        "analyze/tiny": "partial",
+    }
+    meta = json.loads((out / "logits/tiny/rtn_w4a16/toy_ll/meta.json").read_text())
+    assert meta["reference"] == str(out / "logits/tiny/base/toy_ll")
+
+    (tasks / "FAIL_toy_gen").unlink()
+    (out / "cells/eval/tiny/base/toy_ll/done.json").unlink()  # as if killed before its marker
+    second = run_study(study, progress=False)
+    assert statuses(second) == {
+        "compress/tiny/rtn_w4a16": "cached",
+        "eval/tiny/base/toy_gen": "done",
+        "eval/tiny/base/toy_ll": "done",
+        "eval/tiny/rtn_w4a16/toy_gen": "done",
+        "eval/tiny/rtn_w4a16/toy_ll": "done",  # its reference was rewritten: logged again
+        "analyze/tiny": "done",
+    }
+    assert json.loads((out / "logits/tiny/rtn_w4a16/toy_gen/meta.json").read_text())["reference"] == \
+        str(out / "logits/tiny/base/toy_gen")
+    pair = json.loads((out / "analysis/tiny/summary.json").read_text())["pairs"]["rtn_w4a16"]
+    assert pair["sequences_logged_at_base_topk"] == pair["sequences"] > 0
+    assert all(s["not_covered_share"] == 0 for s in pair["rank_correlation"].values())

@@ -45,6 +45,10 @@ def test_instruct_json_and_string():
         "parsed": False,
         "score_fixed": 0.0,
         "parsed_fixed": False,
+        "score_lenient": 0.0,
+        "parsed_lenient": False,
+        "format_lenient": "none",
+        "reason_lenient": "no function call found (prose or malformed)",
     }
     text = 'Thought: look it up\nAction: Weather.get\nAction Input: {"city": "Lyon", "days": 3}\n'
     assert ts.instruct_score(text, GOLD, STR_T, "str")["score"] == 1

@@ -32,6 +32,8 @@ KEEP = {FIELD: False}
         ("```python\n<think>hm</think>\n[f(a=1)]\n```", "```python\n\n[f(a=1)]\n```"),
         ("<think>a</think> b </think> c", "b  c"),
         ("no tags at all \n", "no tags at all \n"),  # unchanged, whitespace included
+        ("<think>x</think>\n\nThought: a\nAction: f\nAction Input: {}\n", "Thought: a\nAction: f\nAction Input: {}\n"),
+        ("Answer\n<think>x</think>\n ", "Answer"),
         ("<THINK>case matters</THINK>", "<THINK>case matters</THINK>"),
     ],
 )
@@ -45,10 +47,12 @@ tagless = st.text(max_size=80).filter(lambda t: "<think>" not in t and "</think>
 @given(tagless, tagless, tagless)
 @settings(max_examples=200, deadline=None)
 def test_strip_properties(thought, answer, before):
-    assert strip_thinking(f"<think>{thought}</think>{answer}") == answer.strip()
-    assert strip_thinking(f"{thought}</think>{answer}") == answer.strip()
-    assert strip_thinking(f"{answer}<think>{thought}") == answer.strip()
-    assert strip_thinking(f"{before}<think>{thought}</think>{answer}") == (before + answer).strip()
+    # The answer's own trailing whitespace stays (T-Eval's string template ends in a new line).
+    assert strip_thinking(f"<think>{thought}</think>{answer}") == answer.lstrip()
+    assert strip_thinking(f"{thought}</think>{answer}") == answer.lstrip()
+    assert strip_thinking(f"{answer}<think>{thought}") == answer.strip()  # ends in a thought
+    both = before + answer
+    assert strip_thinking(f"{before}<think>{thought}</think>{answer}") == (both.lstrip() if answer.strip() else both.strip())
     assert strip_thinking(answer) == answer
     once = strip_thinking(f"{before}<think>{thought}</think>{answer}<think>{thought}")
     assert strip_thinking(once) == once and "<think>" not in once and "</think>" not in once
@@ -92,7 +96,8 @@ def rendered_tasks():
     def load(**metadata):
         manager = TaskManager(include_path=str(task_dir()), include_defaults=False,
                               metadata={"data_source": "sample", **metadata})
-        return manager.load(["acbench_function_call_simple", "acbench_teval_instruct"])["tasks"]
+        return manager.load(["acbench_function_call_simple", "acbench_teval_instruct", "acbench_teval_review",
+                             "acbench_teval_retrieve", "acbench_teval_understand"])["tasks"]
 
     return load(), load(strip_thinking=False)
 
@@ -134,6 +139,43 @@ def test_teval_reads_the_answer_after_the_thought(rendered_tasks):
     kept = _task(off, "acbench_teval_instruct")
     doc_off = next(d for d in kept.test_docs() if d["response_format"] == "json")
     assert kept.process_results(dict(doc_off), [thought + answer])["score"]["value"] < 1
+
+
+def _scores(task, doc, text):
+    out = task.process_results(dict(doc), [text])
+    return {k: v["value"] if isinstance(v, dict) else v for k, v in out.items()}
+
+
+@pytest.mark.parametrize("dimension", ["instruct", "review", "retrieve", "understand"])
+def test_every_teval_parser_reads_the_answer_after_the_thought(rendered_tasks, dimension):
+    from test_teval_task import _gold_output
+
+    on, off = rendered_tasks
+    task, kept = _task(on, f"acbench_teval_{dimension}"), _task(off, f"acbench_teval_{dimension}")
+    # A thought that would change every parser's reading: another letter, another API, other args.
+    decoy = '<think>Answer: E\nOther.api {"name": "Other.api", "args": {"zz": 1}} \'q\'</think>'
+    leaked = 0
+    for doc in task.test_docs():
+        answer = _gold_output(dict(doc, ground_truth=data.doc_json(doc, "ground_truth")))
+        alone = _scores(task, doc, answer)
+        assert alone["score_fixed"] == 1, (doc["id"], alone)
+        assert _scores(task, doc, decoy + "\n" + answer) == alone, doc["id"]
+        assert _scores(task, doc, "<think>\n" + answer) == _scores(task, doc, ""), doc["id"]  # unclosed
+        fenced = f"```\n{decoy}\n{answer}\n```"
+        assert _scores(task, doc, fenced) == _scores(task, doc, f"```\n\n{answer}\n```"), doc["id"]
+        doc_off = next(d for d in kept.test_docs() if d["id"] == doc["id"])
+        leaked += _scores(kept, doc_off, decoy + "\n" + answer)["score_fixed"] < 1
+    assert leaked  # with strip_thinking off the decoy is read, so the test can tell
+
+
+def test_longgenbench_unclosed_and_fenced_thoughts():
+    lg = longgenbench.load_mmlu(data_source="sample")["test"][0]
+    gold = longgenbench.doc_to_target(lg)
+    wrong = "\n\n".join(f"Answer_{i}:\nThe answer is (A)." for i in range(1, 4))
+    assert longgenbench.process_results(lg, [f"<think>{gold}"]) == longgenbench.process_results(lg, [""])
+    fenced = longgenbench.process_results(lg, [f"```\n<think>{wrong}</think>\n{gold}\n```"])
+    assert fenced == longgenbench.process_results(lg, [f"```\n\n{gold}\n```"])
+    assert fenced["acc_label_aligned"] == 1.0
 
 
 def test_workflow_parsers_never_see_numbered_lines_of_a_thought():

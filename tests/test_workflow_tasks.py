@@ -118,14 +118,15 @@ def test_chat_prompt_makes_demos_real_turns(os_task):
 # --- scoring through the filter hook ------------------------------------------------------------
 
 
-def test_score_responses_batches_and_caches(monkeypatch):
+def test_score_responses_batches_and_caches(monkeypatch, tmp_path):
+    monkeypatch.setenv(embeddings.VECTOR_STORE_ENV, str(tmp_path))
     dataset = T.load_worfbench(subset="alfworld", data_source="sample", embedding_model=MINILM)
     docs = rows(dataset["test"])[1:]  # 7 distinct nodes (the other has 8 with repeats: quirks apply)
     gold = T.doc_to_target(docs[0])
     calls = []
     real_embed = embeddings.embed
 
-    def counting_embed(texts, model=None, batch_size=64):
+    def counting_embed(texts, model=None, batch_size=embeddings.BATCH_SIZE):
         calls.append(list(texts))
         return real_embed(texts, model=model, batch_size=batch_size)
 
@@ -133,7 +134,10 @@ def test_score_responses_batches_and_caches(monkeypatch):
     T._vector_cache.clear()
     resps = [[gold], ["Node:\n1.go to fridge\nEdge: (START,1) (1,END)"], [[]], ["Sure! " * 50]]
     results = T.score_responses(resps, [docs[0]] * 4)
-    assert len(calls) == 1 and len(calls[0]) == len(set(calls[0]))
+    embedded = [text for call in calls for text in call]
+    assert calls[0] == T.gold_node_texts([gold]) and len(embedded) == len(set(embedded))
+    assert len(calls) <= 2  # the gold rows (kept on disk), then every other distinct text at once
+    assert list(tmp_path.rglob("*.npz"))
     assert results[0]["node_f1_fixed"] == pytest.approx(1.0)
     assert results[0]["graph_f1_fixed"] == pytest.approx(1.0)
     assert results[0]["node_f1"] == pytest.approx(1.0) and results[0]["parse_rate"] == 1.0
@@ -141,8 +145,13 @@ def test_score_responses_batches_and_caches(monkeypatch):
     assert results[1]["node_f1_fixed"] > 0.0  # the quirk-free parser reads "1.go to fridge"
     assert results[2]["parse_rate"] == 0.0 and results[3]["node_f1"] == 0.0
     assert {r["embedding_model"] for r in results} == {MINILM}
+    seen = len(calls)
     T.score_responses([[gold]], [docs[0]])
-    assert len(calls) == 1  # every text already embedded in this process
+    assert len(calls) == seen  # every text already embedded in this process
+    T._vector_cache.clear()  # a new run: the gold rows come from disk, the same floats
+    again = T.score_responses([[gold], resps[1]], [docs[0]] * 2)
+    assert len(calls) <= seen + 1 and all(T.gold_node_texts([gold])[0] not in call for call in calls[seen:])
+    assert again == results[:2]
     assert T.process_results(docs[0], [results[0]])["node_f1"] == pytest.approx(1.0)
     assert set(T.process_results(docs[0], [results[1]])) == set(T.METRICS)
 

@@ -72,11 +72,20 @@ def clean_observation(text) -> str:
     return re.sub(r" {2,}", " ", text.replace("\r", " ").replace("\n", " ")).strip()
 
 
+# Dumb frotz reads a line that starts with a backslash as its own meta-command (\\q, \\help, ...)
+# and then waits for input that never comes: the game hangs for good. Z-machine input is ZSCII, so
+# only printable ASCII reaches the game; the rest (control bytes, non-ASCII letters, whose UTF-8
+# bytes jericho cuts mid-character at its length limit and then fails to decode) is dropped.
+_NOT_GAME_INPUT = re.compile(r"[^\x20-\x7e]|\\")
+
+
 def cut_action(text) -> str:
-    """The command sent to the game: up to the first ``,`` or ``.``, at most 20 words."""
+    """The command sent to the game: up to the first ``,`` or ``.``, at most 20 words, printable
+    ASCII only and without backslashes (see :data:`_NOT_GAME_INPUT`)."""
     if not isinstance(text, str):
         return ""
     text = re.split(r"[,.]", text, maxsplit=1)[0]
+    text = _NOT_GAME_INPUT.sub(" ", text)
     return " ".join(text.split()[:MAX_ACTION_WORDS])
 
 
@@ -142,9 +151,11 @@ def resolve_game_file(row: dict, folder: Path | None,
 
 
 def row_subgoals(row: dict) -> list[str]:
-    """The row's observation patterns: ``subgoals``, or ``subgoals_1``, ``subgoals_2``, ... joined in
-    number order (AgentBoard splits some rows' lists that way)."""
+    """The row's observation patterns: ``subgoals`` (or ``obs_to_reward``), or ``subgoals_1``,
+    ``subgoals_2``, ... joined in number order (AgentBoard splits some rows' lists that way)."""
     value = row.get("subgoals")
+    if not isinstance(value, list):
+        value = row.get("obs_to_reward")  # AgentBoard's environment config calls them so
     if isinstance(value, list):
         return [str(p) for p in value if isinstance(p, str)]
     parts = []
@@ -284,7 +295,20 @@ class JerichoEpisode:
             del env  # FrotzEnv unloads its private copy of libfrotz when collected
 
 
-def make_env(record: dict) -> JerichoEpisode:
+def make_env(record: dict):
+    """The episode's game in a process of its own (:class:`~lm_eval_acbench.envs.isolated.ProcessEnv`):
+    frotz is C code that can crash on input it does not expect, and a crash must end only this
+    episode, as an environment error, not the whole run."""
+    if record.get("unavailable"):
+        raise EnvUnavailable(str(record["unavailable"]))
+    _require_jericho()
+    from lm_eval_acbench.envs.isolated import ProcessEnv
+
+    return ProcessEnv("lm_eval_acbench.envs.jericho_env:make_local_env", record)
+
+
+def make_local_env(record: dict) -> JerichoEpisode:
+    """The episode's game in this process."""
     if record.get("unavailable"):
         raise EnvUnavailable(str(record["unavailable"]))
     _require_jericho()

@@ -75,17 +75,19 @@ def prompt_for_row(content: dict, env: str, row: dict) -> dict | None:
         examples = []
     return {"system_msg": str(entry.get("system_msg") or ""), "instruction": str(entry.get("instruction") or ""),
             "examples": [str(e) for e in examples],
-            "check_actions": CHECK_ACTIONS.get(env), "check_inventory": env in CHECK_INVENTORY}
+            "check_actions": CHECK_ACTIONS.get(env), "check_inventory": env in CHECK_INVENTORY, "source": "agentboard"}
 
 
 def agentboard_messages(prompt: dict, goal: str, first_observation: str, history: Sequence[tuple[str, str]],
-                        memory: int, system_instruction: str | None = None) -> list[dict[str, str]]:
+                        memory: int, system_instruction: str | None = None,
+                        instructions: str = "") -> list[dict[str, str]]:
     """One step's chat messages, as AgentBoard's VanillaAgent builds them: system = the file's
     ``system_msg``; user = instruction, "Here are examples:" and each example, the goal, the
     help-command lines, then the last ``2 * memory`` items of the interaction (the first
     observation, then each action and observation, as "Observation: ..." / "Action: ..." lines)
-    and a final "Action: " for the model to continue."""
-    query = str(prompt.get("instruction") or "")
+    and a final "Action: " for the model to continue. A prompt without an instruction of its own
+    (acbench's, :mod:`envs.own_examples`) uses the environment's ``instructions``."""
+    query = str(prompt.get("instruction") or "") or instructions
     examples = prompt.get("examples") or []
     if examples:
         query += "\nHere are examples:\n" + "".join(f"{example}\n" for example in examples)

@@ -34,6 +34,15 @@ and passed in as cosine matrices, so nothing here loads a model. Where T-Eval's 
 * review: the first non-space character after the first ``:`` is one of A-E and equals the gold
   letter.
 
+Lenient tool-call reading (``score_lenient``): the ``score_fixed`` rules, and where T-Eval's own
+lenient parse finds no call, the model's tool-call formats read by
+:func:`lm_eval_acbench.metrics.tool_calls.parse_tool_calls` (Mistral ``[TOOL_CALLS]``, Llama 3
+``<|python_tag|>``, ``<tool_call>`` tags, DeepSeek's tool-call tokens, OpenAI / ``name`` +
+``arguments`` JSON, Python calls, a call list after prose): for instruct (the first call is the
+action), for the JSON items of retrieve and understand (its name, its args) and for JSON plans
+(the calls in order are the plan). A Python call with a positional argument is no call, with
+the decoder's reason, never a call with that argument dropped.
+
 :func:`format_balanced_mean` is the aggregation of a dimension fed by a JSON and a string file:
 the mean of the per-format means (T-Eval's ``mean(json score, str score)``).
 """
@@ -242,18 +251,45 @@ def _template_groups(text: str, template: dict) -> tuple[str, str, str] | None:
     return text[thought_from:one], text[one + len(middle_one):two], text[two + len(middle_two):end]
 
 
-def instruct_score(text: str, ground_truth: dict, template: dict, response_format: str) -> dict:
-    """Item score ``(format + args_em) / 2`` with its parts; ``score_fixed`` with lenient parsing.
+def tool_calls_reading(text: Any) -> tuple[list[dict], str]:
+    """The calls of a completion in a model's tool-call format, as ``[{"name", "args"}]``, and the
+    format they came in (or, with no calls, the decoder's reason)."""
+    from lm_eval_acbench.metrics.tool_calls import parse_tool_calls
 
-    The two differ only for the string format (:func:`parse_instruct_str`).
+    parsed = parse_tool_calls(text if isinstance(text, str) else "")
+    if not parsed.calls:
+        return [], parsed.error or "no tool call in a known format"
+    calls = []
+    for call in parsed.calls:
+        for name, args in call.items():
+            calls.append({"name": as_text(name), "args": args if isinstance(args, dict) else {}})
+    return calls, parsed.format
+
+
+def instruct_score(text: str, ground_truth: dict, template: dict, response_format: str) -> dict:
+    """Item score ``(format + args_em) / 2`` with its parts; ``score_fixed`` with lenient parsing;
+    ``score_lenient`` also reads a model's tool-call formats (the first call is the action).
+
+    ``score`` and ``score_fixed`` differ only for the string format (:func:`parse_instruct_str`).
+    ``format_lenient`` says which reading ``score_lenient`` used (``teval``, a tool-call format,
+    or ``none``), ``reason_lenient`` why nothing was read.
     """
     gold = ground_truth if isinstance(ground_truth, dict) else {}
     out: dict = {}
-    for key, lenient in (("score", False), ("score_fixed", True)):
+    for key, lenient in (("score", False), ("score_fixed", True), ("score_lenient", True)):
         if response_format == "json":
             pred = parse_instruct_json(text, template)
         else:
             pred = parse_instruct_str(text, template, lenient=lenient)
+        if key == "score_lenient":
+            out["format_lenient"], out["reason_lenient"] = "teval", ""
+            if pred is None:
+                calls, how = tool_calls_reading(text)
+                if calls:
+                    pred = {"thought": "", "action": calls[0]["name"], "args": calls[0]["args"]}
+                    out["format_lenient"] = how
+                else:
+                    out["format_lenient"], out["reason_lenient"] = "none", how
         if pred is None:
             parts = {"score": 0.0, "format": 0.0, "args_em": 0.0, "parsed": False}
         else:
@@ -262,8 +298,8 @@ def instruct_score(text: str, ground_truth: dict, template: dict, response_forma
         if key == "score":
             out.update(parts)
         else:
-            out["score_fixed"] = parts["score"]
-            out["parsed_fixed"] = parts["parsed"]
+            out[key] = parts["score"]
+            out["parsed_" + key.split("_")[1]] = parts["parsed"]
     return out
 
 
@@ -314,6 +350,17 @@ def normalise_plan(items: Any, reference: bool = False) -> list[dict] | None:
 def parse_plan_json(text: str, reference: bool = False) -> list[dict]:
     """The JSON plan in a response (``[`` ... ``]``); [] when it does not parse as a plan."""
     return normalise_plan(load_structured(clean_response(text), "[", "]"), reference=reference) or []
+
+
+def parse_plan_lenient(text: str) -> tuple[list[dict], str]:
+    """The JSON plan as :func:`parse_plan_json` (ids optional) reads it, else the calls of a
+    model's tool-call format in order (args as their ``str``, as plan args are compared); with
+    the reading used (``teval`` or the tool-call format) or why nothing was read."""
+    plan = parse_plan_json(text)
+    if plan:
+        return plan, "teval"
+    calls, how = tool_calls_reading(text)
+    return [{"name": c["name"], "args": as_text(c["args"])} for c in calls], how
 
 
 def parse_plan_str(text: str, api_list: Iterable[str]) -> list[dict]:
@@ -423,6 +470,22 @@ def parse_rru_json(text: str, lenient: bool = False) -> dict | None:
         "name": as_text(data.get("name", "")),
         "args": args if isinstance(args, dict) else {},
     }
+
+
+def parse_rru_lenient(text: str) -> tuple[dict | None, str]:
+    """{thought, name, args} as :func:`parse_rru_json` (``lenient``) reads a JSON object with
+    T-Eval's ``args`` key; otherwise the first call of a model's tool-call format (the thought
+    from the JSON object, when there is one), else T-Eval's reading. With the reading used
+    (``teval`` or the tool-call format) or why nothing was read."""
+    pred = parse_rru_json(text, lenient=True)
+    data = load_structured(clean_response(text), "{", "}")
+    if pred is not None and isinstance(data, dict) and "args" in data:
+        return pred, "teval"
+    calls, how = tool_calls_reading(text)
+    if calls:
+        thought = pred["thought"] if pred is not None else ""
+        return {"thought": thought, "name": calls[0]["name"], "args": calls[0]["args"]}, how
+    return pred, "teval" if pred is not None else how
 
 
 def thought_score(cosine: float) -> float:

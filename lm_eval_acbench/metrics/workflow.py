@@ -429,6 +429,16 @@ def _bounded_parse(text: str) -> tuple[Graph | None, Graph, str]:
     return reference, lenient, ""
 
 
+def node_texts(workflows: Sequence[str]) -> list[str]:
+    """The distinct node texts :func:`score_batch` embeds for these workflows, in first-seen order."""
+    texts: dict[str, None] = {}
+    for workflow in workflows:
+        for graph in _bounded_parse(workflow)[:2]:
+            if graph is not None:
+                texts.update(dict.fromkeys(graph.nodes))
+    return list(texts)
+
+
 def score_batch(
     predictions: Sequence[str],
     golds: Sequence[str],

@@ -11,6 +11,12 @@ Order: a compress cell before its eval cells; every eval cell of a model before 
 and report cells; the analysis cell before the report cell. Analysis and report cells are
 *soft* dependents: they also run when some of their inputs failed (on what exists) but then
 count as ``partial`` and run again next time.
+
+When the study analyses logits, a recipe's eval cell also comes after the base's eval cell of
+the same task (its ``reference``): it logs its logits at the base's top-K token ids
+(``logits_reference``), so top-k rank correlation is exact at every position. That input is
+soft too: without a finished base log the cell logs on its own, counts as ``partial`` and runs
+again next time; a rerun of the base cell reruns it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class Cell:
     deps: tuple[str, ...] = ()
     num_gpus: float = 0.0
     soft_deps: bool = False
+    # the base eval cell (also in deps) whose logit log this eval cell logs against; soft
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,12 @@ def build_cells(study: Study, tasks: list[str]) -> list[Cell]:
             deps = () if variant == BASE else (f"compress/{m}/{variant}",)
             for task in tasks:
                 cid = f"eval/{m}/{variant}/{safe_label(task)}"
-                cells.append(Cell(cid, "evaluate", m, variant, task, deps, num_gpus=eval_gpus))
+                reference = None
+                if study.runs_analysis and variant != BASE:
+                    reference = f"eval/{m}/{BASE}/{safe_label(task)}"
+                cells.append(Cell(cid, "evaluate", m, variant, task,
+                                  deps + ((reference,) if reference else ()),
+                                  num_gpus=eval_gpus, reference=reference))
                 eval_ids.append(cid)
         report_deps = list(eval_ids)
         if study.runs_analysis and tasks:
@@ -222,6 +235,8 @@ def cell_fingerprint(study: Study, cell: Cell) -> str:
             "generation", "limit", "num_fewshot", "apply_chat_template", "system_instruction",
             "seed", "metadata", "data", "logits"})
         parts["backend"] = study.backend.model_dump(mode="json", exclude={"num_gpus"})
+        if cell.reference:
+            parts["reference"] = cell.reference
     elif cell.kind == "analyze":
         parts["analysis"] = study.analysis.model_dump(mode="json")
     blob = json.dumps(parts, sort_keys=True, default=str)

@@ -100,9 +100,10 @@ def execute_cell(ctx: StageContext, cell: Cell, dep_status: Mapping[str, str],
         return cached
     base = {"id": cell.id, "kind": cell.kind}
     missing = [d for d, status in dep_status.items() if status not in OK]
-    if missing and not cell.soft_deps:
+    blocking = [] if cell.soft_deps else [d for d in missing if d != cell.reference]
+    if blocking:
         return {**base, "status": "blocked", "duration_s": 0.0,
-                "error": f"needs {missing[0]} ({dep_status[missing[0]]})"}
+                "error": f"needs {blocking[0]} ({dep_status[blocking[0]]})"}
     cell_dir = layout.cell_dir(cell.id)
     cell_dir.mkdir(parents=True, exist_ok=True)
     layout.done_marker(cell.id).unlink(missing_ok=True)  # stale: settings or inputs changed

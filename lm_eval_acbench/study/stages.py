@@ -83,7 +83,23 @@ def lm_eval_model(ctx: StageContext, cell: Cell) -> tuple[str, dict[str, Any]]:
         name = "acbench-hf"
         args.update(study.logits.model_args)
         args["logits_dir"] = str(ctx.layout.logits_dir(cell.model, cell.variant, cell.task))
+        reference = reference_log(ctx, cell)
+        if reference is not None:
+            args["logits_reference"] = str(reference)
     return name, args
+
+
+def reference_log(ctx: StageContext, cell: Cell) -> Path | None:
+    """The finished base logit log a recipe's eval cell logs against (``Cell.reference``), or
+    None when the cell has none or the base cell did not finish (its log is then incomplete)."""
+    from lm_eval_acbench.analysis.logio import META
+
+    if not cell.reference:
+        return None
+    folder = ctx.layout.logits_dir(cell.model, BASE, cell.task)
+    if ctx.layout.done_marker(cell.reference).is_file() and (folder / META).is_file():
+        return folder
+    return None
 
 
 def task_metadata(study: Study) -> dict[str, Any]:
@@ -189,11 +205,14 @@ def evaluate(ctx: StageContext, cell: Cell) -> dict:
     if not written:
         raise RuntimeError(f"lm-eval wrote no results file under {staging}")
     _publish(ctx, staging, final)
-    return {
+    out = {
         "results_file": str(written[-1].relative_to(staging)),
         "metrics": _scalar_metrics(results),
         "model": name,
     }
+    if cell.reference:
+        out["logits_reference"] = model_args.get("logits_reference")
+    return out
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

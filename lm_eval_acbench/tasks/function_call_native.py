@@ -64,8 +64,8 @@ def decode_tool_calls(output: Any) -> ReferenceDecode:
         return ReferenceDecode(error=f"output longer than {MAX_CHARS} characters")
     try:
         calls = json.loads(output)
-    except (json.JSONDecodeError, RecursionError):
-        return ReferenceDecode(error="the reply carries no tool calls (text answer)")
+    except (ValueError, RecursionError):  # not JSON (a text answer), an over-long int, nested too deep
+        return ReferenceDecode(error="the reply carries no tool calls (text answer or unreadable JSON)")
     if not isinstance(calls, list) or not calls:
         return ReferenceDecode(error="the reply carries no tool calls")
     decoded = []

@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from lm_eval_acbench import data
-from lm_eval_acbench.envs import prompts
+from lm_eval_acbench.envs import own_examples, prompts
 from lm_eval_acbench.envs.base import row_info
 from lm_eval_acbench.episodes import EPISODE_FIELD, LOOP_FIELD, LoopSettings, require_loop
 
@@ -287,7 +287,8 @@ def alfworld_game_rows(metadata: dict | None) -> list[dict]:
     valid_unseen first), in sorted order. They carry no subgoals, so progress is the game's win."""
     from lm_eval_acbench.envs import alfworld_env
 
-    root = alfworld_env.alfworld_data_dir(metadata) / "json_2.1.1"
+    # resolved: a relative data_dir ("../shared/data") would otherwise read as a path that leaves it
+    root = alfworld_env.alfworld_data_dir(metadata).resolve() / "json_2.1.1"
     for split in alfworld_env.SPLITS:
         games = sorted((root / split).glob("*/*/game.tw-pddl")) if (root / split).is_dir() else []
         if games:
@@ -372,6 +373,11 @@ def load_episodes(env: str, metadata: dict | None) -> list[dict]:
                     raise data.DataUnavailable(str(exc)) from None
             if prompt_files[root] is not None:
                 row[prompts.RECORD_FIELD] = prompts.prompt_for_row(prompt_files[root], env, row)
+        if not row.get(prompts.RECORD_FIELD) and not row.get("load_error") and not row.get("unavailable"):
+            # no AgentBoard prompt file: our own one-shot example in the same layout, where we have one
+            own = own_examples.own_prompt(env, row)
+            if own is not None:
+                row[prompts.RECORD_FIELD] = own
         for key in (ROW_FOLDER, "_acbench_data_root", "_folder"):
             row.pop(key, None)
         if row.get("load_error"):

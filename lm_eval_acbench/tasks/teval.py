@@ -220,8 +220,10 @@ def _gold(doc: dict) -> Any:
 
 
 def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dict:
-    """The item's reference ``score`` and quirk-free ``score_fixed`` in [0, 1], whether the
-    response parsed, and details for the log."""
+    """The item's reference ``score``, quirk-free ``score_fixed`` and ``score_lenient`` (the fixed
+    rules, also reading a model's tool-call formats) in [0, 1], whether the response parsed, and
+    details for the log. Where no tool call is asked for (reason, review, the string items of
+    retrieve and understand) ``score_lenient`` is ``score_fixed``."""
     dimension, fmt = doc["dimension"], doc["response_format"]
     gold = _gold(doc)
     gold_dict = gold if isinstance(gold, dict) else {}
@@ -230,6 +232,7 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
         return {
             "score": parts["score"],
             "score_fixed": parts["score_fixed"],
+            "score_lenient": parts["score_lenient"],
             "parsed": parts["parsed"],
             "detail": parts,
         }
@@ -249,28 +252,39 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
     if fmt == "json":
         pred = ts.parse_rru_json(output)
         pred_fixed = ts.parse_rru_json(output, lenient=True)
+        pred_lenient, how = ts.parse_rru_lenient(output) if dimension != "reason" else (pred_fixed, "teval")
         gold_rru = gold_dict or (ts.parse_rru_json(gold) if isinstance(gold, str) else None) or {}
-        if pred is None:
+        lenient_detail = {"format_lenient": how if pred_lenient is not None else "none",
+                          "reason_lenient": "" if pred_lenient is not None else how}
+        if pred is None and pred_lenient is None:
             return {
                 "score": 0.0,
                 "score_fixed": 0.0,
+                "score_lenient": 0.0,
                 "parsed": False,
-                "detail": {"reason": "response is not a JSON object"},
+                "detail": {"reason": "response is not a JSON object", **lenient_detail},
             }
+        value = fixed = lenient = 0.0
         if dimension == "reason":
             value = ts.thought_score(
                 _cosines([(pred["thought"], ts.as_text(gold_rru.get("thought", "")))], embedding_model)[0]
             )
-            fixed = value
+            fixed = lenient = value
         elif dimension == "retrieve":
-            value = fixed = ts.retrieve_json(pred["name"], ts.as_text(gold_rru.get("name", "")))
+            gold_name = ts.as_text(gold_rru.get("name", ""))
+            if pred is not None:
+                value = fixed = ts.retrieve_json(pred["name"], gold_name)
+            lenient = ts.retrieve_json(pred_lenient["name"], gold_name) if pred_lenient else 0.0
         else:
             gold_args = gold_rru.get("args", {})
             if isinstance(gold_args, str):
                 gold_args = ts.load_structured(gold_args) or {}
-            value = ts.understand_json(pred["args"], gold_args)
-            fixed = ts.understand_json(pred_fixed["args"], gold_args, fixed=True)
-        return {"score": value, "score_fixed": fixed, "parsed": True, "detail": {"pred": pred}}
+            if pred is not None:
+                value = ts.understand_json(pred["args"], gold_args)
+                fixed = ts.understand_json(pred_fixed["args"], gold_args, fixed=True)
+            lenient = ts.understand_json(pred_lenient["args"], gold_args, fixed=True) if pred_lenient else 0.0
+        return {"score": value, "score_fixed": fixed, "score_lenient": lenient, "parsed": pred is not None,
+                "detail": {"pred": pred, "pred_lenient": pred_lenient, **lenient_detail}}
     text = ts.clean_response(output)
     if dimension == "reason":
         value = fixed = ts.thought_score(
@@ -282,16 +296,21 @@ def score_doc(doc: dict, output: str, embedding_model: str | None = None) -> dic
         gold_args = gold_dict.get("args", gold) if gold_dict else gold
         value = ts.understand_str(text, gold_args)
         fixed = ts.understand_str_fixed(text, gold_args)
-    return {"score": value, "score_fixed": fixed, "parsed": bool(text), "detail": {}}
+    return {"score": value, "score_fixed": fixed, "score_lenient": fixed, "parsed": bool(text), "detail": {}}
 
 
 def _score_plan(doc: dict, output: str, gold: Any, fmt: str, embedding_model: str | None) -> dict:
-    """Reference plan F1 (ids required, LIS from 1) and the quirk-free one (``score_fixed``)."""
+    """Reference plan F1 (ids required, LIS from 1), the quirk-free one (``score_fixed``) and
+    ``score_lenient`` (quirk-free, a JSON plan or else the calls of a tool-call format)."""
     meta = _field(doc, "meta_data", {})
     meta = meta if isinstance(meta, dict) else {}
     scored: dict[str, Any] = {"detail": {}}
-    for key, reference in (("score", True), ("score_fixed", False)):
-        if fmt == "json":
+    for key, reference in (("score", True), ("score_fixed", False), ("score_lenient", False)):
+        if fmt == "json" and key == "score_lenient":
+            pred, how = ts.parse_plan_lenient(output)
+            scored["detail"]["format_lenient"] = how if pred else "none"
+            scored["detail"]["reason_lenient"] = "" if pred else how
+        elif fmt == "json":
             pred = ts.parse_plan_json(output, reference=reference)
         else:
             pred = ts.parse_plan_str(output, meta.get("API_list") or [])
@@ -344,6 +363,7 @@ class TEvalTask(RenderedMessagesTask):
                 scored["detail"],
                 score=scored["score"],
                 score_fixed=scored.get("score_fixed", scored["score"]),
+                score_lenient=scored.get("score_lenient", scored["score"]),
                 parsed=scored["parsed"],
             )
         )
@@ -354,6 +374,7 @@ class TEvalTask(RenderedMessagesTask):
         return {
             "score": {"format": fmt, "value": float(scored["score"])},
             "score_fixed": {"format": fmt, "value": float(scored.get("score_fixed", scored["score"]))},
+            "score_lenient": {"format": fmt, "value": float(scored.get("score_lenient", scored["score"]))},
             "parse_rate": {"format": fmt, "value": float(scored["parsed"])},
             "scorer_error_rate": float(failed),
         }

@@ -15,7 +15,8 @@ Tasks ``acbench_workflow_<subset>`` (YAML in ``task_yamls/workflow/``) use these
 * Scoring: one filter step (:func:`score_responses`, filter name ``none`` so metrics stay keyed
   ``<metric>,none``) scores all of a task's responses at once: every distinct node text of the
   task is embedded once, in batches, and texts already embedded for an earlier task of the same
-  run are reused. The filter hands each instance its score dict; :func:`process_results` only
+  run are reused; the gold node texts' rows are kept on disk across runs
+  (:func:`lm_eval_acbench.embeddings.stored_embed`). The filter hands each instance its score dict; :func:`process_results` only
   reads it, so the samples log carries every item's scores as plain numbers and every metric
   aggregates with ``mean``. The dict also names the embedding model used.
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -172,19 +173,34 @@ def cached_encoder(model: str | None):
 
     resolved = embeddings.resolve_embedding_model(model)
 
-    def encode(texts: Sequence[str]) -> np.ndarray:
+    def fill(texts: Sequence[str], embed: Callable[..., np.ndarray]) -> None:
         with _cache_lock:
             missing = list(dict.fromkeys(t for t in texts if (resolved, t) not in _vector_cache))
         if missing:
-            vectors = embeddings.embed(missing, model=model)
+            vectors = embed(missing, model=model)
             with _cache_lock:
                 for text, vector in zip(missing, vectors):
                     _vector_cache[(resolved, text)] = vector
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        fill(texts, embeddings.embed)
         with _cache_lock:
             rows = [_vector_cache[(resolved, t)] for t in texts]
         return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
+    def seed(texts: Sequence[str]) -> None:
+        """Put the rows of ``texts`` (gold node texts, the same every run) in from the disk store."""
+        fill(texts, embeddings.stored_embed)
+
+    encode.seed = seed  # type: ignore[attr-defined]
     return encode, resolved
+
+
+def gold_node_texts(golds: Sequence[str]) -> list[str]:
+    """Every distinct node text that scoring ``golds`` embeds (both parsers' readings)."""
+    from lm_eval_acbench.metrics.workflow import node_texts
+
+    return node_texts(golds)
 
 
 def _response_text(resp: Any) -> str:
@@ -206,7 +222,9 @@ def score_responses(resps: list, docs: list[dict]) -> list[dict]:
     from lm_eval_acbench.embeddings import cosine_matrix
 
     answers = [thinking.answer(d, _response_text(r)) for r, d in zip(resps, docs)]
-    results = score_batch(answers, [doc_to_target(d) for d in docs], encode, cosine=cosine_matrix)
+    golds = [doc_to_target(d) for d in docs]
+    encode.seed(gold_node_texts(golds))  # type: ignore[attr-defined]
+    results = score_batch(answers, golds, encode, cosine=cosine_matrix)
     for result in results:
         result["embedding_model"] = resolved
     return results
