@@ -158,6 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.methods.split(","):
         runs: list[dict] = []
         while len(runs) < args.repeats:
+            # compress_model returns a finished checkpoint made with the same settings as is: a
+            # repeat must not be handed run 1's manifest, so the bench's own folder goes first
+            previous = out_root / name
+            if previous.exists():
+                from lm_eval_acbench import owned_dirs
+
+                if not owned_dirs.is_owned(previous):
+                    print(f"{name}: FAILED: {previous} exists and is not a checkpoint acbench made", file=sys.stderr)
+                    break
+                shutil.rmtree(previous)
             started = time.time()
             cmd = [sys.executable, __file__, "--one", name, "--model", args.model, "--out", str(out_root),
                    "--samples", str(args.samples), "--seq-len", str(args.seq_len),
@@ -170,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 break
             manifest_path = out_root / name / "acbench_manifest.json"
+            if manifest_path.stat().st_mtime < started:
+                print(f"{name}: FAILED: run {len(runs) + 1} wrote no new manifest", file=sys.stderr)
+                break
             manifest = json.loads(manifest_path.read_text())
             shutil.copy(manifest_path, out_root / f"{name}.run{len(runs) + 1}.manifest.json")
             fp32 = manifest["model"]["fp32_bytes"] / 2**20
