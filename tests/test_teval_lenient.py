@@ -182,3 +182,32 @@ def test_plan_lenient_keeps_teval_json_and_rejects_positional():
     assert ts.parse_plan_lenient(teval_plan) == ([{"name": "C.d", "args": "{}"}, {"name": "A.b", "args": "{'x': 1}"}], "teval")
     read, how = ts.parse_plan_lenient("[A.b(1), C.d(y=2)]")
     assert read == [] and "positional" in how
+
+
+def test_plan_lenient_reuses_the_fixed_result_when_both_read_the_same_plan(monkeypatch):
+    """A plan T-Eval's own parse reads gets the same score_lenient as score_fixed, and its texts are
+    embedded once for both (the reference reading is the only other embedding call)."""
+    import numpy as np
+
+    from lm_eval_acbench import embeddings
+
+    calls = []
+
+    def trigram_vectors(texts, model=None, batch_size=None):
+        calls.append(list(texts))
+        rows = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for j in range(max(1, len(text) - 2)):
+                rows[i, hash(text[j:j + 3]) % 64] += 1.0
+        return rows
+
+    monkeypatch.setattr(embeddings, "embed", trigram_vectors)
+    plan = [{"id": 0, "name": "Hotel.search", "args": {"city": "Rome"}}, {"id": 1, "name": "Hotel.book", "args": {"n": 2}}]
+    record = {"id": "plan/1", "dimension": "plan", "file": "plan_json_v2", "response_format": "json",
+              "messages": [{"role": "user", "content": "q"}], "ground_truth": plan, "meta_data": {}, "template": {}}
+    doc = data.as_split([record])["test"][0]
+    scored = score_doc(doc, json.dumps(plan), "stand-in")
+    assert scored["score_lenient"] == scored["score_fixed"] > 0
+    assert len(calls) == 2  # score, score_fixed; score_lenient reused score_fixed's
+    other = score_doc(doc, "[Hotel.search(city='Rome'), Hotel.book(n=2)]", "stand-in")
+    assert other["score_fixed"] == 0 and other["score_lenient"] > 0 and len(calls) == 3
