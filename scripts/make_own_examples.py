@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 
-from collections import deque
 
 from lm_eval_acbench.envs.own_examples import EXAMPLES_FILE, play_example
 
@@ -28,24 +27,12 @@ SYSTEM = {
 
 
 def pddl_plan(record: dict) -> list[str]:
-    from lm_eval_acbench.envs.pddl_env import make_env
+    from lm_eval_acbench.envs.pddl_env import make_env, shortest_plan
 
-    sim = make_env(record).sim
-    start = sim.state
-    frontier, seen = deque([(start, [])]), {start}
-    while frontier:
-        state, plan = frontier.popleft()
-        sim.state = state
-        if sim.progress() >= 1.0:
-            return plan
-        for action in sim.valid_actions(limit=10000):
-            name, *args = action.split()
-            sim.state = state
-            sim.apply(name, tuple(args))
-            if sim.state not in seen:
-                seen.add(sim.state)
-                frontier.append((sim.state, plan + [action]))
-    raise SystemExit(f"no plan for {record['id']}")
+    plan = shortest_plan(make_env(record).sim, limit=None)
+    if plan is None:
+        raise SystemExit(f"no plan for {record['id']}")
+    return plan
 
 
 def babyai_plan(record: dict) -> list[str]:

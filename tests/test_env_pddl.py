@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections import deque
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from lm_eval_acbench.envs.pddl_env import (
-    GAMES, PddlSim, domain_text, generate_records, make_env, parse_action,
+    GAMES, PddlSim, domain_text, generate_records, make_env, parse_action, shortest_plan,
 )
 from lm_eval_acbench.paths import SAMPLES_DIR
 
@@ -19,23 +18,9 @@ SAMPLE = SAMPLES_DIR / "agentboard" / "data" / "pddl" / "test.jsonl"
 
 def bfs_plan(sim: PddlSim, limit: int = 20000) -> list[str]:
     """Shortest plan by breadth-first search over the simulator's own valid actions."""
-    start = sim.state
-    frontier, seen = deque([(start, [])]), {start}
-    while frontier and len(seen) < limit:
-        state, plan = frontier.popleft()
-        sim.state = state
-        if sim.progress() >= 1.0:
-            sim.state = start
-            return plan
-        for action in sim.valid_actions(limit=10000):
-            name, *args = action.split()
-            sim.state = state
-            sim.apply(name, tuple(args))
-            if sim.state not in seen:
-                seen.add(sim.state)
-                frontier.append((sim.state, plan + [action]))
-    sim.state = start
-    raise AssertionError("no plan found")
+    plan = shortest_plan(sim, limit)
+    assert plan is not None, "no plan found"
+    return plan
 
 
 def test_sample_set_is_the_seeded_generator_output():

@@ -270,6 +270,31 @@ class PddlSim:
         return found
 
 
+def shortest_plan(sim: PddlSim, limit: int | None = 20000) -> list[str] | None:
+    """A shortest plan to progress 1.0 by breadth-first search over ``sim``'s own valid actions
+    (a reference solution for tests and for writing examples), or None when none is found within
+    ``limit`` visited states (``None``: no limit). ``sim``'s state is left as it was."""
+    from collections import deque
+
+    start = sim.state
+    frontier, seen = deque([(start, [])]), {start}
+    try:
+        while frontier and (limit is None or len(seen) < limit):
+            state, plan = frontier.popleft()
+            sim.state = state
+            if sim.progress() >= 1.0:
+                return plan
+            for action in sim.valid_actions(limit=10000):
+                name, *args = action.split()
+                sim.state = state
+                sim.apply(name, tuple(args))
+                if sim.state not in seen:
+                    seen.add(sim.state)
+                    frontier.append((sim.state, plan + [action]))
+        return None
+    finally:
+        sim.state = start
+
 _WORD = re.compile(r"[a-z0-9_\-]+")
 MAX_TEXT_CHARS = 2000
 
