@@ -370,7 +370,15 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
         for episode, prompt, output in zip(live, prompts, outputs):
             _advance(episode, prompt, output)
         stats["env_seconds"] += time.perf_counter() - tick
+        ended = [e for e in live if not e.live]
+        if ended:
+            # lm-eval writes results only when the run ends: a run stopped early still shows in
+            # its log how many episodes ended, where and why
+            log.info("acbench episodes: %d ended at step %d (%s), %d still live", len(ended), stats["model_calls"],
+                     end_summary(ended), len(live) - len(ended))
 
+    if episodes:
+        log.info("acbench episodes: how the %d episodes ended: %s", len(episodes), end_summary(episodes))
     for episode in episodes:
         if episode.env is not None and (episode.error or "").startswith("environment did not answer"):
             # a hung environment in a process of its own (envs.isolated) can be ended; one in
@@ -384,6 +392,22 @@ def run_episodes(records: Sequence[dict], policy: Policy, *, settings: Sequence[
             except Exception as exc:  # closing must not lose the result
                 log.warning("closing environment of episode %s failed: %s", episode.record.get("id"), exc)
     return [episode.transcript() for episode in episodes]
+
+
+def end_kind(reason: str | None) -> str:
+    """An end reason without its per-episode details ("environment error at step 3: X" ->
+    "environment error"), so that reasons can be counted."""
+    reason = reason or "live"
+    for kind in ("environment error", "environment failed to start", "skipped"):
+        if reason.startswith(kind):
+            return kind
+    return reason
+
+
+def end_summary(episodes: Sequence[Episode]) -> str:
+    """Counts of (environment, end kind), most frequent first: "pddl: 3 invalid actions in a row 18; ..."."""
+    counts = Counter((str(e.record.get("env")), end_kind(e.end_reason)) for e in episodes)
+    return "; ".join(f"{env}: {kind} {n}" for (env, kind), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 # ---- lm-eval adapter -----------------------------------------------------------------------

@@ -288,3 +288,24 @@ def test_padding_copies_of_a_request_get_its_transcript_without_playing_again():
     assert calls == [2, 2]  # two episodes, two steps: the copy was not played
     assert out[2] == out[1] and json.loads(out[1])["episode_id"] == records[1]["id"]
     assert json.loads(out[0])["episode_id"] == records[0]["id"]
+
+
+def test_log_says_how_many_episodes_ended_where_and_why(caplog):
+    """lm-eval writes results only at the end; the log of a stopped run must still say this."""
+    import logging
+
+    records = [{"id": 0, "target": 1, "env": "count"}, {"id": 1, "target": 3, "env": "count"},
+               {"id": 2, "target": 3, "env": "count", "fault": "crash"}, {"id": 3, "target": 9, "env": "other"}]
+
+    def policy(requests):
+        return ["jump" if r.messages[1]["content"].startswith("Goal: count to 9") else "inc" for r in requests]
+
+    with caplog.at_level(logging.INFO, logger="lm_eval.acbench_episodes"):
+        run_episodes(records, policy, make_env=counting_env, settings=LoopSettings(max_steps=30, max_invalid=3))
+    lines = [r.getMessage() for r in caplog.records if "ended" in r.getMessage()]
+    assert lines[0] == "acbench episodes: 1 ended at step 1 (count: success 1), 3 still live"
+    assert lines[1] == ("acbench episodes: 1 ended at step 2 (count: environment error 1), 2 still live")
+    assert lines[2] == ("acbench episodes: 2 ended at step 3 (count: success 1; other: 3 invalid actions in a row 1), "
+                        "0 still live")
+    assert lines[3] == ("acbench episodes: how the 4 episodes ended: count: success 2; count: environment error 1; "
+                        "other: 3 invalid actions in a row 1")
