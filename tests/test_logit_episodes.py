@@ -175,6 +175,15 @@ def test_a_study_with_real_world_cells_analyses_without_a_mismatch(tiny_model_di
     logs = json.loads((tmp_path / "out" / "analysis/tiny/acbench_logs.json").read_text())
     # every step of every episode was logged under its own key (2 tasks x 2 episodes x up to 3 steps)
     assert 8 <= logs["base"]["records"] <= 12
+    # the demo's own check: each step record is the prompt and answer of its episode's step
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "check_episode_logits.py"
+    spec_ = importlib.util.spec_from_file_location("check_episode_logits", script)
+    checker = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(checker)
+    assert checker.main([str(out)]) == 0
     rtn = logs["rtn_w4a16"]
     assert rtn["same_prompt_as_base"] == pair["overlap"]["n_common"]
     assert rtn["other_prompt"] == pair["overlap"]["n_different_prompt"]
