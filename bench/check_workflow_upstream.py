@@ -108,8 +108,9 @@ def upstream_scores(node_eval, graph_evaluator, model, pred: str, gold: str) -> 
             return dict.fromkeys(KEYS, 0.0)  # upstream skips it (scored 0 in its mean) or crashes
         node = graph_evaluator.t_eval_nodes(pred_graph, gold_graph, model)
         graph = graph_evaluator.t_eval_graph(pred_graph, gold_graph, model)
-    return {"node_f1": node["f1_score"], "node_precision": node["precision"], "node_recall": node["recall"],
-            "graph_f1": graph["f1_score"], "graph_precision": graph["precision"], "graph_recall": graph["recall"]}
+    return {"node_f1": node["f1_score"], "node_precision": node["precision"],
+            "node_recall": node["recall"], "graph_f1": graph["f1_score"],
+            "graph_precision": graph["precision"], "graph_recall": graph["recall"]}
 
 
 def differing(ours: dict, theirs: dict) -> list[str]:
@@ -194,15 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     for name, diff, ours in (("before", diff_before, before), ("after", diff_after, after)):
         node = sum(1 for i in diff if any(k.startswith("node") for k in differing(ours[i], theirs[i])))
         graph = sum(1 for i in diff if any(k.startswith("graph") for k in differing(ours[i], theirs[i])))
-        print(f"differ {name:<6}     {len(diff)} of {len(rows)} rows ({node} in node P/R/F1, {graph} in graph P/R/F1)")
+        print(f"differ {name:<6}     {len(diff)} of {len(rows)} rows ({node} in node P/R/F1, "
+              f"{graph} in graph P/R/F1)")
         for i in diff[:8]:
             subset, rid, kind = rows[i][:3]
             print(f"    {subset}/{rid}/{kind}: ours node_f1 {ours[i]['node_f1']:.4f} graph_f1 "
-                  f"{ours[i]['graph_f1']:.4f}; upstream {theirs[i]['node_f1']:.4f} / {theirs[i]['graph_f1']:.4f}")
+                  f"{ours[i]['graph_f1']:.4f}; upstream {theirs[i]['node_f1']:.4f} / "
+                  f"{theirs[i]['graph_f1']:.4f}")
     if args.json:
         args.json.write_text(json.dumps(
-            [{"row": "/".join(map(str, r[:3])), "before": {k: b[k] for k in KEYS}, "after": {k: a[k] for k in KEYS},
-              "upstream": t} for r, b, a, t in zip(rows, before, after, theirs)], indent=1))
+            [{"row": "/".join(map(str, r[:3])), "before": {k: b[k] for k in KEYS},
+              "after": {k: a[k] for k in KEYS}, "upstream": t}
+             for r, b, a, t in zip(rows, before, after, theirs)], indent=1))
     print(f"total             {time.perf_counter() - started:.1f} s")
     return 1 if diff_after else 0
 

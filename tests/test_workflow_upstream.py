@@ -195,7 +195,9 @@ def test_repeated_texts_are_fragile_distinct_ones_are_not():
     # different texts whose similarities are equal, or one a hair above the threshold
     near = W.parse_reference(chain(["x", "y"]))
     assert W.reference_is_fragile(near, near, lambda l, r: np.full((len(l), len(r)), 0.9))
-    diagonal = lambda value: lambda l, r: np.where(np.eye(len(l), len(r), dtype=bool), value, 0.0)  # noqa: E731
+    def diagonal(value):
+        return lambda left, right: np.where(np.eye(len(left), len(right), dtype=bool), value, 0.0)
+
     assert W.reference_is_fragile(near, near, diagonal(W.THRESHOLD + W.FLOAT_NOISE / 2))
     assert not W.reference_is_fragile(near, near, diagonal(W.THRESHOLD + 3 * W.FLOAT_NOISE))
 

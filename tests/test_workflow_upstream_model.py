@@ -55,7 +55,8 @@ def scored(mpnet):
         for record in json.loads((folder / subset / "graph_eval.json").read_text()):
             gold = record["conversations"][-1]["content"]
             if has_repeated_text(gold):
-                part += [(f"{subset}/{record['id']}/{kind}", pred, gold) for kind, pred in variants(gold).items()]
+                part += [(f"{subset}/{record['id']}/{kind}", pred, gold)
+                         for kind, pred in variants(gold).items()]
         if part:
             encode, _ = T.cached_encoder(mpnet)
             results += W.score_batch([p for _, p, _ in part], [g for _, _, g in part], encode,
@@ -81,8 +82,9 @@ def test_batched_equals_upstream_call_shape_on_repeated_texts(mpnet, scored):
         pred, gold = W.parse_reference(pred_text), W.parse_reference(gold_text)
         node = W.reference_node_scores(pred, gold, upstream_sim)
         graph = W.reference_graph_scores(pred, gold, upstream_sim)
-        expected = {"node_f1": node["f1"], "node_precision": node["precision"], "node_recall": node["recall"],
-                    "graph_f1": graph["f1"], "graph_precision": graph["precision"], "graph_recall": graph["recall"]}
+        expected = {"node_f1": node["f1"], "node_precision": node["precision"],
+                    "node_recall": node["recall"], "graph_f1": graph["f1"],
+                    "graph_precision": graph["precision"], "graph_recall": graph["recall"]}
         if any(abs(ours[k] - expected[k]) > 1e-12 for k in KEYS):
             differing.append(key)
     assert differing == []
@@ -93,7 +95,8 @@ def test_batched_equals_upstream_call_shape_on_repeated_texts(mpnet, scored):
 def test_batched_equals_upstream_evaluator(mpnet, scored):
     source = os.environ.get("ACBENCH_WORFBENCH_UPSTREAM")
     if not source or not Path(source).exists():
-        pytest.skip("set ACBENCH_WORFBENCH_UPSTREAM to a zjunlp/WorfBench checkout to compare with upstream itself")
+        pytest.skip("set ACBENCH_WORFBENCH_UPSTREAM to a zjunlp/WorfBench checkout (or bare git dir) "
+                    "to compare with upstream itself")
     from lm_eval_acbench import embeddings
 
     sys.path.insert(0, str(REPO_ROOT / "bench"))

@@ -18,9 +18,9 @@ Tasks ``acbench_workflow_<subset>`` (YAML in ``task_yamls/workflow/``) use these
   run are reused; the gold node texts' rows are kept on disk across runs
   (:func:`lm_eval_acbench.embeddings.stored_embed`); pairs whose reference matching has tied
   optima (repeated node texts) get their reference scores from encode calls in WorfBench's own
-  shape (:func:`upstream_call_encoder`). The filter hands each instance its score dict; :func:`process_results` only
-  reads it, so the samples log carries every item's scores as plain numbers and every metric
-  aggregates with ``mean``. The dict also names the embedding model used.
+  shape (:func:`upstream_call_encoder`). The filter hands each instance its score dict;
+  :func:`process_results` only reads it, so the samples log carries every item's scores as plain
+  numbers and every metric aggregates with ``mean``. The dict also names the embedding model used.
 
 Embedding model: ``--metadata '{"embedding_model": NAME_OR_PATH}'`` or
 ``ACBENCH_EMBEDDING_MODEL`` (see :mod:`lm_eval_acbench.embeddings`).
