@@ -213,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{item_s / max(fast_s, 1e-9):.2f}x gold rows kept (per-item / batched)")
         print(f"identical scores        {len(preds) - len(differing)} of {len(preds)} pairs (cold batched vs per-item)"
               + (f"; differing: {differing[:10]}" if differing else ""))
-        print(f"largest cosine change   {largest_cosine_difference(item_rows):.3g} between batched and per-item "
-              f"rows of the same two texts (graph matrices of all {len(preds)} pairs)")
+        print(f"largest cosine change   {largest_cosine_difference(item_rows):.3g} between batched and "
+              f"per-item rows of the same two texts (graph matrices of all {len(preds)} pairs)")
         print(f"upstream-shaped pairs   batched {sum(r.get('upstream_shape', False) for r in results)}, "
               f"per-item {sum(r.get('upstream_shape', False) for r in item_runs[0][1])}")
     print(f"load average            {os.getloadavg()[0]:.1f} at the end")
