@@ -472,8 +472,8 @@ def reference_is_fragile(pred: Graph | None, gold: Graph | None, sim: Similarity
     matchings of at most ``k`` pairs (no other matching can overtake the optimum). Every
     matrix the reference computes for this pair (one per gold order, plus the graph's) is
     checked; orders that are permutations of the same texts share one check (a permutation of
-    the gold columns permutes the matchings and keeps the margin). Repeated node texts that
-    take part in the matching give margin 0, so such pairs are always fragile.
+    the gold columns permutes the matchings and keeps the gap). Repeated node texts that
+    take part in the matching give gap 0, so such pairs are always fragile.
     """
     if pred is None or gold is None:
         return False
