@@ -97,7 +97,23 @@ def match_runs(base: Path, comp: Path, *, allow_partial: bool = False, label: st
     overlap = {"n_common": int(len(both)), "n_only_base": len(only_b), "n_only_compressed": len(only_c),
                "n_different_prompt": len(differ), "only_base_keys": sorted(only_b)[:20],
                "only_compressed_keys": sorted(only_c)[:20], "different_prompt_keys": sorted(differ)[:20]}
-    return meta_b, meta_c, both, overlap
+    return meta_b, meta_c, both, overlap, _overlap_by_task(merged)
+
+
+def _overlap_by_task(merged) -> dict[str, dict]:
+    """The overlap counts of :func:`match_runs`, per task (the base's task name, else the
+    compressed log's)."""
+    task = merged["task_b"].where(merged["_merge"] != "right_only", merged["task_c"]).fillna("")
+    same = merged["prompt_hash_b"] == merged["prompt_hash_c"]
+    out: dict[str, dict] = {}
+    for name in sorted(set(task)):
+        sel = task == name
+        kind = merged.loc[sel, "_merge"]
+        both = kind == "both"
+        out[str(name)] = {"n_common": int((both & same[sel]).sum()), "n_only_base": int((kind == "left_only").sum()),
+                          "n_only_compressed": int((kind == "right_only").sum()),
+                          "n_different_prompt": int((both & ~same[sel]).sum())}
+    return out
 
 
 def _temperature_column(meta: dict, temperature: float, which: str) -> int:
@@ -117,7 +133,8 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
                  temperature: float = 1.0, allow_partial: bool = False, erank_cache: dict | None = None):
     """Stream one base/compressed pair. Returns (summary dict, per-sequence rows, per-position
     rows, energies (base, compressed))."""
-    meta_b, meta_c, common, overlap = match_runs(base, comp, allow_partial=allow_partial, label=label)
+    meta_b, meta_c, common, overlap, overlap_by_task = match_runs(base, comp, allow_partial=allow_partial,
+                                                                  label=label)
     tb = _temperature_column(meta_b, temperature, "base")
     tc = _temperature_column(meta_c, temperature, label)
     max_k = max(ks)
@@ -133,6 +150,8 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
     totals = {k: {"covered": 0, "positions": 0} for k in ks}
     n_positions = 0
     n_ref = 0
+    # per task: ERanks, energies, and per k [tau sum, tau n, rho sum, rho n, covered, positions]
+    by_task: dict[str, dict] = {}
     with _one_blas_thread():
         for shard_b, group in common.groupby("shard_b", sort=False):
             items = []
@@ -173,6 +192,11 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
             for it in items:
                 n = it["n"]
                 n_positions += n
+                tacc = by_task.setdefault(it["task"], {"erank": [], "eb": [], "ec": [],
+                                                       "k": {k: np.zeros(6) for k in ks}})
+                tacc["erank"].append((it["erank_b"], it["erank_c"]))
+                tacc["eb"].append(it["eb"])
+                tacc["ec"].append(it["ec"])
                 row = {"pair": label, "key": it["key"], "task": it["task"], "n_positions": n,
                        "n_erank": it["n_erank"], "erank_base": it["erank_b"], "erank_compressed": it["erank_c"]}
                 for k in ks:
@@ -186,6 +210,8 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
                     if acc[k].shape[1] < n:  # index within the logged window
                         acc[k] = np.pad(acc[k], ((0, 0), (0, n - acc[k].shape[1])))
                     ft, fr = np.isfinite(tau), np.isfinite(rho)
+                    tacc["k"][k] += (np.where(ft, tau, 0.0).sum(), ft.sum(), np.where(fr, rho, 0.0).sum(),
+                                     fr.sum(), cov.sum(), cov.size)
                     acc[k][0, :n] += np.where(ft, tau, 0.0)
                     acc[k][1, :n] += ft
                     acc[k][2, :n] += np.where(fr, rho, 0.0)
@@ -236,8 +262,33 @@ def analyze_pair(base: Path, comp: Path, *, label: str, ks=DEFAULT_KS, max_n: in
         "erank": er.diff_erank(eb_all, ec_all), "rank_correlation": rank_summary,
         "energy": en.energy_shift(e_base, e_comp),
     }
+    summary["per_task"] = _per_task(by_task, overlap_by_task, ks)
     summary["_energy_per_position"] = energy_rows
     return summary, seq_rows, pos_rows, (e_base, e_comp)
+
+
+def _per_task(by_task: dict, overlap_by_task: dict, ks) -> dict[str, dict]:
+    """The pair's metrics over each task's records alone (as the pair's over all), with the
+    task's overlap: e.g. how many steps of a task's episodes were compared at all."""
+    out = {}
+    for task in sorted(set(by_task) | set(overlap_by_task)):
+        acc = by_task.get(task, {"erank": [], "eb": [], "ec": [], "k": {k: np.zeros(6) for k in ks}})
+        pairs = np.array(acc["erank"], dtype=np.float64).reshape(-1, 2)
+        rank = {}
+        for k in ks:
+            w_tau, n_tau, w_rho, n_rho, covered, positions = acc["k"][k]
+            rank[str(k)] = {"tau_mean_over_positions": w_tau / n_tau if n_tau else float("nan"),
+                            "rho_mean_over_positions": w_rho / n_rho if n_rho else float("nan"),
+                            "positions": int(positions),
+                            "not_covered_share": 1 - covered / positions if positions else float("nan")}
+        eb = np.concatenate(acc["eb"]) if acc["eb"] else np.zeros(0)
+        ec = np.concatenate(acc["ec"]) if acc["ec"] else np.zeros(0)
+        out[task] = {"sequences": len(pairs), "positions": int(eb.size),
+                     "erank": er.diff_erank(pairs[:, 0], pairs[:, 1]), "rank_correlation": rank,
+                     "energy": en.energy_shift(eb, ec),
+                     "overlap": overlap_by_task.get(task, {"n_common": 0, "n_only_base": 0,
+                                                           "n_only_compressed": 0, "n_different_prompt": 0})}
+    return out
 
 
 def _pad_ids(ids: np.ndarray, width: int) -> np.ndarray:

@@ -108,6 +108,12 @@ def _summary_problem(summary) -> str | None:
             return f"pairs.{label}.rank_correlation entries lack {', '.join(fields)}"
         if not isinstance(pair.get("overlap", {}), dict):
             return f"pairs.{label}.overlap is not an object"
+        per_task = pair.get("per_task", {})
+        if not isinstance(per_task, dict) or not all(
+                isinstance(t, dict) and all(isinstance(t.get(f), dict) for f in
+                                            ("erank", "rank_correlation", "energy", "overlap"))
+                for t in per_task.values()):
+            return f"pairs.{label}.per_task entries lack erank/rank_correlation/energy/overlap"
     for label, name in summary.get("energy_files", {}).items():
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             return f"energy_files.{label} is not a file name in the analysis folder"
@@ -300,9 +306,37 @@ def analysis_table(summary: dict):
         e = pair["energy"]
         row.update({"energy shift": e["mean_shift"], "energy W1": e["wasserstein1"], "energy KS": e["ks"]})
         ov = pair.get("overlap", {})
-        row["keys left out"] = (ov.get("n_only_base", 0) or 0) + (ov.get("n_only_compressed", 0) or 0)
+        row["keys left out"] = _left_out(ov)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _left_out(overlap: dict) -> int:
+    """Keys of either log that were not analysed: on one side only, or with different prompts."""
+    return sum(int(overlap.get(k, 0) or 0) for k in ("n_only_base", "n_only_compressed", "n_different_prompt"))
+
+
+def analysis_task_table(summary: dict):
+    """One row per compressed model and task (``pairs.<label>.per_task``); None when the
+    summary has no per-task breakdown (an older analysis)."""
+    import pandas as pd
+
+    rows = []
+    for label, pair in summary.get("pairs", {}).items():
+        for task, t in (pair.get("per_task") or {}).items():
+            ov = t["overlap"]
+            row = {"model": label, "task": task, "sequences": t.get("sequences"), "positions": t.get("positions"),
+                   "ERank base": t["erank"].get("erank_base"), "ERank": t["erank"].get("erank_compressed"),
+                   "Diff-eRank": t["erank"].get("diff_erank")}
+            for k, rc in t["rank_correlation"].items():
+                row[f"tau@{k}"] = rc.get("tau_mean_over_positions")
+                row[f"not covered@{k}"] = rc.get("not_covered_share")
+            e = t["energy"]
+            row.update({"energy shift": e.get("mean_shift"), "energy W1": e.get("wasserstein1"),
+                        "energy KS": e.get("ks"), "only base": ov.get("n_only_base"),
+                        "only compressed": ov.get("n_only_compressed"), "different prompt": ov.get("n_different_prompt")})
+            rows.append(row)
+    return pd.DataFrame(rows) if rows else None
 
 
 # ----------------------------------------------------------------------------- plots
@@ -603,8 +637,17 @@ def analysis_sections(folder: Path, out: Path, notes: list[str], tag: str = "") 
             notes.append(f"analysis {label}: partial overlap, {ov.get('n_common')} common keys analysed, "
                          f"{ov.get('n_only_base')} base-only, {ov.get('n_only_compressed')} compressed-only and "
                          f"{ov.get('n_different_prompt', 0)} different-prompt keys left out")
-    return [{"title": "Logit analysis: ERank, top-k ranking correlation, Energy", "text": text, "table": table,
-             "images": images}]
+    sections = [{"title": "Logit analysis: ERank, top-k ranking correlation, Energy", "text": text, "table": table,
+                 "images": images}]
+    per_task = analysis_task_table(summary)
+    if per_task is not None:
+        per_task.to_csv(out / f"analysis_per_task{tag}.csv", index=False)
+        sections.append({"title": "Logit analysis per task", "table": per_task, "text": [
+            "The same metrics over each task's records alone (for real-world tasks: one record per episode "
+            "step). 'only base' / 'only compressed': records logged by one model only (its episode ran "
+            "longer); 'different prompt': steps both played after different actions, so not comparable; "
+            "neither is analysed."]})
+    return sections
 
 
 def paper_section(summary: dict, folder: Path, out: Path, tag: str = "") -> dict:

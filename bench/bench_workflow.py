@@ -7,9 +7,14 @@ node texts' rows from the disk store (:func:`lm_eval_acbench.embeddings.stored_e
 other distinct node text embedded once, then the pure scorers. The first batched run starts from
 an empty store (every text embedded, the gold rows written: what a first run of the task costs);
 ``--repeats`` more runs read the gold rows back (every later run: another model, another
-checkpoint), and their median is reported. With ``--per-item`` also the upstream-shaped path
-(one encode call per item, as WorfBench's evaluator does), the ratios measured in the same run,
-and how many pairs score identically on both. A line ``TIME FOR ALL <n> ITEMS`` gives the totals.
+checkpoint), and their median is reported. Both give the pairs whose reference matching has
+(nearly) tied optima (repeated node texts) their reference scores from encode calls in
+WorfBench's own shape, as the task does; their count and cost are printed. With ``--per-item``
+also the per-item path (every item embeds its own node texts in its own encode call, as
+WorfBench's evaluator does, and the same upstream-shaped calls for tied pairs), the ratios
+measured in the same run, how many pairs score identically on both, and the largest difference
+between a batched and a per-item cosine of the same two texts. A line ``TIME FOR ALL <n>
+ITEMS`` gives the totals.
 
     .venv/bin/python bench/bench_workflow.py [--data-dir ../shared/data/worfbench] [--model NAME]
         [--limit N]   (N items per subset, for a quick look)  [--threads N] [--batch-size N]
@@ -122,26 +127,62 @@ def main(argv: list[str] | None = None) -> int:
     def batched():
         """The task's path: gold rows from the store, every other distinct text embedded once."""
         workflow_task._vector_cache.clear()
+        workflow_task._call_cache.clear()  # every run pays for its upstream-shaped calls
         timings: dict = {}
         started = time.perf_counter()
         encode, _ = workflow_task.cached_encoder(args.model)
         encode.seed(gold_texts)
         timings["gold_s"] = time.perf_counter() - started
-        results = score_batch(preds, refs, encode, timings, cosine=embeddings.cosine_matrix)
+        results = score_batch(preds, refs, encode, timings, cosine=embeddings.cosine_matrix,
+                              reference_encode=workflow_task.upstream_call_encoder(args.model))
         return time.perf_counter() - started, results, timings
 
-    def per_item():
-        """The upstream shape: every item embeds its own node texts in its own encode call."""
+    def per_item(keep_rows=None):
+        """Every item embeds its own node texts in its own encode call (WorfBench's way)."""
+        workflow_task._call_cache.clear()
+        reference_encode = workflow_task.upstream_call_encoder(args.model)
         started = time.perf_counter()
         cosine = embeddings.cosine_matrix
-        results = [score_batch([p], [g], encode_per_call, cosine=cosine)[0] for p, g in zip(preds, refs)]
+        results = []
+        for p, g in zip(preds, refs):
+            rows = {}
+
+            def encode(texts, rows=rows):
+                vectors = encode_per_call(texts)
+                rows.update(zip(texts, vectors))
+                return vectors
+
+            results.append(score_batch([p], [g], encode if keep_rows is not None else encode_per_call,
+                                       cosine=cosine, reference_encode=reference_encode)[0])
+            if keep_rows is not None:
+                keep_rows.append(rows)
         return time.perf_counter() - started, results
+
+    def largest_cosine_difference(item_rows):
+        """max |cos(batched rows) - cos(the item's own rows)| over every pair's graph matrix."""
+        import numpy as np
+
+        from lm_eval_acbench.metrics.workflow import parse_reference
+
+        batched_rows = {text: row for (_, text), row in workflow_task._vector_cache.items()}
+        worst = 0.0
+        for p, g, rows in zip(preds, refs, item_rows):
+            pred, gold = parse_reference(p), parse_reference(g)
+            if pred is None or gold is None:
+                continue
+            a = embeddings.cosine_matrix(np.stack([batched_rows[t] for t in pred.nodes]),
+                                         np.stack([batched_rows[t] for t in gold.nodes]))
+            b = embeddings.cosine_matrix(np.stack([rows[t] for t in pred.nodes]),
+                                         np.stack([rows[t] for t in gold.nodes]))
+            worst = max(worst, float(np.max(np.abs(a - b))))
+        return worst
 
     def describe(run):
         seconds, _, timings = run
         return (f"{seconds:.1f} s (gold rows {timings['gold_s']:.1f} s; encode call {timings['embed_s']:.1f} s "
                 f"over {timings['texts']} distinct texts, {other_texts} of them not gold; "
-                f"scoring {timings['score_s']:.2f} s)")
+                f"scoring {timings['score_s']:.2f} s; upstream-shaped calls for {timings['upstream_items']} "
+                f"tied pairs: {timings['upstream_calls']} calls, {timings['upstream_s']:.1f} s)")
 
     print(f"embedding model         {model} (batch size {args.batch_size}, "
           f"{torch_threads()} torch threads, {os.cpu_count()} CPUs)")
@@ -162,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"TIME FOR ALL {len(golds)} ITEMS  cold {cold[0]:.1f} s, gold rows kept {fast_s:.1f} s "
           f"({len(preds)} scored pairs)")
     if args.per_item:
-        item_runs = [per_item() for _ in range(max(1, args.repeats))]
+        item_rows: list = []
+        item_runs = [per_item(item_rows if i == 0 else None) for i in range(max(1, args.repeats))]
         item_s = statistics.median(r[0] for r in item_runs)
         differing = _differing(results, item_runs[0][1])
         print(f"per-item path           {item_s:.1f} s median of {len(item_runs)} "
@@ -171,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{item_s / max(fast_s, 1e-9):.2f}x gold rows kept (per-item / batched)")
         print(f"identical scores        {len(preds) - len(differing)} of {len(preds)} pairs (cold batched vs per-item)"
               + (f"; differing: {differing[:10]}" if differing else ""))
+        print(f"largest cosine change   {largest_cosine_difference(item_rows):.3g} between batched and "
+              f"per-item rows of the same two texts (graph matrices of all {len(preds)} pairs)")
+        print(f"upstream-shaped pairs   batched {sum(r.get('upstream_shape', False) for r in results)}, "
+              f"per-item {sum(r.get('upstream_shape', False) for r in item_runs[0][1])}")
     print(f"load average            {os.getloadavg()[0]:.1f} at the end")
     print()
     _print_table(results[: len(golds)], results[len(golds):], subsets)

@@ -4,6 +4,8 @@ Public API (other modules import exactly these):
 
 * :func:`embed` -- float32 rows, L2-normalised, one per text in input order; duplicate texts
   are embedded once; the loaded ``SentenceTransformer`` is cached per process.
+* :func:`encode_call` -- the rows of exactly one ``model.encode(texts, convert_to_tensor=True)``
+  call, as WorfBench's evaluator makes it (no deduplication, no renormalisation).
 * :func:`cosine_matrix` -- ``cos(a_i, b_j)`` computed the way ``sentence_transformers.util.cos_sim``
   computes it (the reference evaluators' similarity), to the last bit.
 * :func:`stored_embed` -- :func:`embed` for a fixed set of texts that recurs across runs (a
@@ -147,6 +149,25 @@ def embed(texts: Sequence[str], model: str | None = None, batch_size: int = BATC
     vectors = vectors / np.where(norms > 0, norms, 1.0)
     index = {text: row for row, text in enumerate(unique)}
     return vectors[[index[text] for text in texts]]
+
+
+def encode_call(texts: Sequence[str], model: str | None = None) -> np.ndarray:
+    """One encode call over ``texts`` exactly as WorfBench's ``match_node`` makes it: float32 rows.
+
+    ``SentenceTransformer.encode(list(texts), convert_to_tensor=True)`` with the library's default
+    batch size, duplicates included, rows as the model returns them (all-mpnet-base-v2 ends in a
+    Normalize module; nothing is renormalised here). The last bits of a row depend on the other
+    texts of the call (sentence-transformers sorts a call by length and pads each batch to its
+    longest text), which is why the reference's pairing of repeated texts is reproduced only
+    from vectors made in its own call shape.
+    """
+    encoder = _load(_resolve(model)[1])
+    texts = [str(text) for text in texts]
+    if not texts:
+        dim = int(encoder.get_sentence_embedding_dimension() or 0)
+        return np.zeros((0, dim), dtype=np.float32)
+    rows = encoder.encode(texts, convert_to_tensor=True, show_progress_bar=False)
+    return rows.detach().cpu().numpy().astype(np.float32, copy=False)
 
 
 def stored_embed(texts: Sequence[str], model: str | None = None, root: Path | None = None) -> np.ndarray:

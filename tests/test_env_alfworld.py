@@ -9,6 +9,7 @@ puts games (``$ALFWORLD_DATA/json_2.1.1/<split>/<task>/<trial>/game.tw-pddl``).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,39 @@ def test_planner_plan_wins_real_games(monkeypatch):
             env.close()
         assert steps[-1].progress == 1.0 and steps[-1].done, row["id"]
         assert all(s.progress < 1.0 for s in steps[:-1])
+
+
+def test_a_played_game_leaves_the_next_load_on_the_same_data_folder(alfworld_data, tmp_path):
+    """Importing alfworld sets $ALFWORLD_DATA to its default (~/.cache/alfworld) when unset. In
+    a study all cells share one process: the base cell's episode imported alfworld, and the
+    recipe cell's loader then read that default instead of the data folder and skipped its
+    episode. Played in a fresh process so that no earlier import hides the effect."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "play_then_load.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "from lm_eval_acbench.tasks.realworld import load_episodes\n"
+        "from lm_eval_acbench.envs.alfworld_env import make_env\n"
+        "meta = {'data_dir': sys.argv[1]}\n"
+        "first = load_episodes('alfworld', meta)\n"
+        "make_env(first[0]).reset()\n"
+        "second = load_episodes('alfworld', meta)\n"
+        "print(json.dumps({'env': os.environ.get('ALFWORLD_DATA'),\n"
+        "                  'rows': [[r.get('game_file'), r.get('unavailable')] for r in first],\n"
+        "                  'again': [[r.get('game_file'), r.get('unavailable')] for r in second]}))\n")
+    data_dir = tmp_path / "data"  # the shared data's layout: AgentBoard rows (none for ALFWorld), ALFWorld's games
+    (data_dir / "agentboard" / "data").mkdir(parents=True)
+    (data_dir / "alfworld").symlink_to(alfworld_data)
+    env = {k: v for k, v in os.environ.items() if k != "ALFWORLD_DATA"}
+    env["HOME"] = str(tmp_path)  # alfworld creates its default folder under $HOME
+    done = subprocess.run([sys.executable, str(script), str(data_dir)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    want = [[str((data_dir / "alfworld").resolve() / "json_2.1.1" / "valid_unseen" / DESCRIPTION / "game.tw-pddl"),
+             None]]
+    assert out["rows"] == want
+    assert out["again"] == want
+    assert out["env"] is None

@@ -147,14 +147,15 @@ def test_a_study_with_real_world_cells_analyses_without_a_mismatch(tiny_model_di
     from lm_eval_acbench.study.config import load_study
     from lm_eval_acbench.study.runner import run_study
 
-    study = load_study({
+    spec = {
         "name": "mini-realworld", "models": [{"name": "tiny", "path": str(tiny_model_dir)}],
         "recipes": ["rtn_w4a16"], "tasks": ["acbench_realworld_tool_query", "acbench_realworld_pddl"],
         "limit": 2, "out": str(tmp_path / "out"), "backend": {"device": "cpu", "batch_size": 4},
         "apply_chat_template": True, "generation": {"max_gen_toks": 8, "do_sample": False},
         "metadata": {"max_steps": 3, "max_invalid": 3}, "logits": {"enabled": True},
         "data": {"source": "sample"},
-    })
+    }
+    study = load_study(spec)
     summary = run_study(study, progress=False)
     failed = {c: r.get("error") for c, r in summary.results.items() if r["status"] != "done"}
     assert not failed
@@ -174,3 +175,36 @@ def test_a_study_with_real_world_cells_analyses_without_a_mismatch(tiny_model_di
     logs = json.loads((tmp_path / "out" / "analysis/tiny/acbench_logs.json").read_text())
     # every step of every episode was logged under its own key (2 tasks x 2 episodes x up to 3 steps)
     assert 8 <= logs["base"]["records"] <= 12
+    # the demo's own check: each step record is the prompt and answer of its episode's step
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "check_episode_logits.py"
+    spec_ = importlib.util.spec_from_file_location("check_episode_logits", script)
+    checker = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(checker)
+    assert checker.main([str(out)]) == 0
+    rtn = logs["rtn_w4a16"]
+    assert rtn["same_prompt_as_base"] == pair["overlap"]["n_common"]
+    assert rtn["other_prompt"] == pair["overlap"]["n_different_prompt"]
+    assert rtn["not_in_base"] == pair["overlap"]["n_only_compressed"]
+
+    # Resuming with a setting the episodes depend on reruns the evaluation cells: each cell's log
+    # then holds this run's steps only, nothing appended to or left over from the first run.
+    study = load_study(spec, {"metadata.max_steps": 2})
+    again = run_study(study, progress=False)
+    assert {c: r["status"] for c, r in again.results.items() if c.startswith("eval/")} == {
+        f"eval/tiny/{v}/{t}": "done" for v in ("base", "rtn_w4a16")
+        for t in ("acbench_realworld_tool_query", "acbench_realworld_pddl")}
+    from lm_eval_acbench.analysis.logio import iter_records
+
+    for variant in ("base", "rtn_w4a16"):
+        for task in ("acbench_realworld_tool_query", "acbench_realworld_pddl"):
+            keys = [r["key"] for r in iter_records(out / "logits/tiny" / variant / task)]
+            steps = 0
+            for samples in (out / "evals/tiny" / variant / task).glob("samples_*.jsonl"):
+                for line in samples.read_text().splitlines():
+                    steps += len(json.loads(json.loads(line)["resps"][0][0])["trajectory"])
+            assert len(keys) == len(set(keys)) == steps and not any(k.endswith("step3") for k in keys)
+    merged = json.loads((out / "analysis/tiny/acbench_logs.json").read_text())
+    assert merged["base"]["records"] <= 8 and merged["rtn_w4a16"]["records"] <= 8

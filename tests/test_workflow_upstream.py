@@ -145,3 +145,107 @@ def test_reference_matching_is_networkx_matching(weights):
     from lm_eval_acbench.metrics.matching import reference_matching
 
     assert reference_matching(weights, 0.6) == _networkx_matching(weights, 0.6)
+
+
+# --- which pairs take upstream's encode-call shape ------------------------------------------------
+
+
+def _brute_force_gap(weights, threshold):
+    """Every matching of the candidate pairs enumerated: best total minus the next one."""
+    import itertools
+
+    n, m = weights.shape
+    pairs = [(i, j) for i in range(n) for j in range(m) if weights[i, j] > threshold]
+    totals = []
+    for size in range(len(pairs) + 1):
+        for subset in itertools.combinations(pairs, size):
+            if len({i for i, _ in subset}) == size and len({j for _, j in subset}) == size:
+                totals.append(sum(weights[i, j] for i, j in subset))
+    totals.sort(reverse=True)
+    return totals[0] - totals[1] if len(totals) > 1 else float("inf")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 4).flatmap(
+        lambda n: st.integers(1, 4).flatmap(
+            lambda m: st.lists(
+                st.sampled_from([0.0, 0.61, 0.7, 0.9, 1.0]) | st.floats(0, 1),
+                min_size=n * m,
+                max_size=n * m,
+            ).map(lambda v: np.array(v, dtype=np.float64).reshape(n, m))
+        )
+    )
+)
+def test_matching_gap_is_the_gap_to_the_next_matching(weights):
+    from lm_eval_acbench.metrics.matching import matching_gap
+
+    assert matching_gap(weights, 0.6) == pytest.approx(_brute_force_gap(weights, 0.6), abs=1e-12)
+
+
+def test_repeated_texts_are_fragile_distinct_ones_are_not():
+    gold = W.parse_reference(chain(TOILET))
+    assert W.reference_is_fragile(gold, gold, exact)
+    distinct = W.parse_reference(chain(["open door", "walk", "sit"]))
+    assert not W.reference_is_fragile(distinct, distinct, exact)
+    # a repeated text nothing matches cannot tie: no candidate pair involves it
+    lonely = W.parse_reference(chain(["a", "b", "a"]))
+    other = W.parse_reference(chain(["b", "c"]))
+    assert not W.reference_is_fragile(other, lonely, exact)
+    # different texts whose similarities are equal, or one a hair above the threshold
+    near = W.parse_reference(chain(["x", "y"]))
+    assert W.reference_is_fragile(near, near, lambda l, r: np.full((len(l), len(r)), 0.9))
+    def diagonal(value):
+        return lambda left, right: np.where(np.eye(len(left), len(right), dtype=bool), value, 0.0)
+
+    assert W.reference_is_fragile(near, near, diagonal(W.THRESHOLD + W.FLOAT_NOISE / 2))
+    assert not W.reference_is_fragile(near, near, diagonal(W.THRESHOLD + 3 * W.FLOAT_NOISE))
+
+
+def _one_hot(texts):
+    vocab = sorted(set(texts)) or [""]
+    out = np.zeros((len(texts), len(vocab)), dtype=np.float32)
+    for i, t in enumerate(texts):
+        out[i, vocab.index(t)] = 1.0
+    return out
+
+
+def test_score_batch_calls_the_reference_shape_only_for_fragile_pairs():
+    """The calls are exactly upstream's lists (pred without START/END, each gold order, then both
+    full node lists), and their vectors decide the reference scores of that pair."""
+    calls = []
+
+    def reference_encode(texts):
+        # a call-dependent embedding: a text's vector leans towards the text written after it
+        calls.append(list(texts))
+        vocab = sorted(set(TOILET) | {"START", "END", "take sponge again"})
+        out = np.zeros((len(texts), len(vocab)), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i, vocab.index(t)] = 1.0
+            if i + 1 < len(texts):
+                out[i, vocab.index(texts[i + 1])] += 1e-3
+        return out
+
+    repeated, plain = chain(TOILET), chain(["take sponge", "go to sink", "clean sponge"])
+    results = W.score_batch([repeated, plain], [repeated, plain], _one_hot, timings := {},
+                            reference_encode=reference_encode)
+    assert [r["upstream_shape"] for r in results] == [True, False]
+    assert timings["upstream_items"] == 1 and timings["upstream_calls"] == len(calls) == 2
+    assert calls == [TOILET, ["START", *TOILET, "END"]]  # pred list == its gold order here: one memo
+
+    pred, gold = W.parse_reference(repeated), W.parse_reference(repeated)
+
+    def upstream_sim(left, right):
+        a, b = reference_encode(left), reference_encode(right)
+        a /= np.linalg.norm(a, axis=1, keepdims=True)
+        b /= np.linalg.norm(b, axis=1, keepdims=True)
+        return np.maximum(a @ b.T, 0.0)
+
+    # the batched one-hot rows tie exactly and pair the two "go to toilet" crosswise (0.667); the
+    # call-shaped rows break the tie in order
+    assert W.reference_node_scores(pred, gold, exact)["f1"] == pytest.approx(2 / 3)
+    assert results[0]["node_f1"] == W.reference_node_scores(pred, gold, upstream_sim)["f1"] == 1.0
+    assert results[0]["graph_f1"] == W.reference_graph_scores(pred, gold, upstream_sim)["f1"]
+    assert results[0]["node_f1_fixed"] == 1.0  # quirk-free scores keep the batched vectors
+    plain_graph = W.parse_reference(plain)
+    assert results[1]["node_f1"] == W.reference_node_scores(plain_graph, plain_graph, exact)["f1"] == 1.0

@@ -84,7 +84,8 @@ def resolve_game_file(row: dict, folder: Path | None,
 def _require():
     try:
         import textworld
-        from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
+        with _keep_data_env():
+            from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
     except ImportError as exc:
         raise EnvUnavailable("alfworld is not installed (pip install alfworld)") from exc
     try:
@@ -93,6 +94,22 @@ def _require():
         raise EnvUnavailable("ALFWorld needs TextWorld's PDDL engine (pip install 'textworld[pddl]')") \
             from exc
     return textworld, AlfredDemangler, AlfredInfos
+
+
+@contextmanager
+def _keep_data_env():
+    """Importing alfworld (``alfworld.info``) sets ``$ALFWORLD_DATA`` to its default
+    ``~/.cache/alfworld`` when it is unset. Left so, every later lookup in this process would
+    read that default before the data folder (:func:`alfworld_data_dir`): in a study, whose
+    cells share one process, the second ALFWorld cell found no games. Put the variable back."""
+    saved = os.environ.get(DATA_ENV)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(DATA_ENV, None)
+        else:
+            os.environ[DATA_ENV] = saved
 
 
 @contextmanager
@@ -111,7 +128,8 @@ def sample_game(problem: str, task: str, cache: Path | None = None) -> Path:
     The file holds alfworld's shipped domain (``alfred.pddl``), its grammar (``alfred.twl2``)
     with "UNKNOWN GOAL" replaced by ``task``, and ``problem``, as alfworld's own game files do."""
     _require()
-    from alfworld.info import ALFRED_PDDL_PATH, ALFRED_TWL2_PATH, __version__
+    with _keep_data_env():
+        from alfworld.info import ALFRED_PDDL_PATH, ALFRED_TWL2_PATH, __version__
 
     from lm_eval_acbench.paths import cache_dir
 

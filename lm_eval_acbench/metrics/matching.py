@@ -68,6 +68,45 @@ def reference_matching(weights: np.ndarray, threshold: float) -> list[int]:
     return mapping
 
 
+def matching_gap(weights: np.ndarray, threshold: float) -> float:
+    """``W(M1) - W(M2)``: how much heavier the reference's optimum is than the best other matching.
+
+    M1 is the maximum-weight matching of the candidate pairs (``w_ij > threshold``), M2 the best
+    matching other than M1; 0 when optima tie (repeated texts), ``inf`` when no pair is a
+    candidate or the matrix is empty. If every weight moves by at most ``d`` (and none crosses
+    the threshold), a matching of ``k`` pairs moves by at most ``k * d``, so M1 stays the only
+    optimum while ``gap > 2 * k * d``.
+
+    Every matching other than M1 leaves out some pair ``e`` of M1 (one that contains all of M1 is
+    M1 plus positive weights, so it is not the optimum M1 is), hence
+    ``W(M2) = max over e in M1 of (best matching without e)``: ``|M1|`` more assignment solves.
+    """
+    sim = np.asarray(weights, dtype=np.float64)
+    if sim.ndim != 2 or sim.size == 0:
+        return float("inf")
+    candidate = sim > threshold
+    if not candidate.any():
+        return float("inf")
+    if candidate.sum(axis=0).max() <= 1 and candidate.sum(axis=1).max() <= 1:
+        # Each candidate pair is the only one in its row and its column: M1 is all of them, and any
+        # other matching drops at least one, losing at least the smallest candidate weight.
+        return float(sim[candidate].min())
+    from scipy.optimize import linear_sum_assignment
+
+    padded = np.where(candidate, sim, 0.0)  # an assigned zero pair counts as "left unmatched"
+    rows, cols = linear_sum_assignment(padded, maximize=True)
+    best = float(padded[rows, cols].sum())
+    runner_up = -np.inf
+    for r, c in zip(rows, cols):
+        if not candidate[r, c]:
+            continue
+        without = padded.copy()
+        without[r, c] = 0.0
+        r2, c2 = linear_sum_assignment(without, maximize=True)
+        runner_up = max(runner_up, float(without[r2, c2].sum()))
+    return best - runner_up
+
+
 def lis_from_one(mapping: Sequence[int]) -> int:
     """The reference's LIS: dp[i] = 1 + max dp[j] over j < i with both matched and m[j] < m[i].
 

@@ -58,7 +58,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lm_eval_acbench.metrics.matching import lis_from_one, reference_matching
+from lm_eval_acbench.metrics.matching import lis_from_one, matching_gap, reference_matching
 
 THRESHOLD = 0.6
 MAX_ORDERS = 20
@@ -69,6 +69,12 @@ TIE_EPSILON = 1e-6
 # being parsed and matched (matching and the antichain are polynomial in the node count).
 MAX_TEXT_CHARS = 100_000
 MAX_NODES = 100
+# Bound on how far one cosine may move when the same texts are embedded in differently shaped
+# encode calls (other texts in the batch, so another padding length). Measured with
+# all-mpnet-base-v2 on the 2-core CPU (docs/workflow.md): at most 4.8e-7 between the batched rows
+# and upstream's call shape over the 235 tied WorfBench rows, 6.0e-7 between batched and per-item
+# rows on 42 pairs; FLOAT_NOISE leaves over 15x room.
+FLOAT_NOISE = 1e-5
 
 # The reference's node regex is ``\d+[:.] (.+)``. With re.findall a match can only start at the
 # first digit of a run of digits (a later start fails the same way, and every match runs to the
@@ -429,6 +435,54 @@ def _bounded_parse(text: str) -> tuple[Graph | None, Graph, str]:
     return reference, lenient, ""
 
 
+def _recording(sim: Similarity, matrices: dict[tuple, np.ndarray]) -> Similarity:
+    """``sim``, keeping each matrix it returns under (left texts, sorted right texts)."""
+
+    def recording(left: Sequence[str], right: Sequence[str]) -> np.ndarray:
+        weights = sim(left, right)
+        matrices.setdefault((tuple(left), tuple(sorted(right))), weights)
+        return weights
+
+    return recording
+
+
+def _any_fragile(matrices: dict[tuple, np.ndarray], noise: float) -> bool:
+    """Some matrix has a weight within ``noise`` of the threshold, or a matching gap within
+    ``2 * k * noise`` (``k`` = the most pairs a matching of it can have)."""
+    for weights in matrices.values():
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.size == 0:
+            continue
+        if np.min(np.abs(weights - THRESHOLD)) <= noise:
+            return True
+        if matching_gap(weights, THRESHOLD) <= 2 * min(weights.shape) * noise:
+            return True
+    return False
+
+
+def reference_is_fragile(pred: Graph | None, gold: Graph | None, sim: Similarity,
+                         noise: float = FLOAT_NOISE) -> bool:
+    """Whether the reference scores of this pair could change if every similarity moved by ``noise``.
+
+    The reference scores depend on the similarities only through the matchings (which pairs are
+    candidates, which maximum-weight matching wins); LIS, F1 and the choice between gold orders
+    are then exact. A matrix is safe when no weight lies within ``noise`` of the threshold (no
+    pair can become or stop being a candidate) and its
+    :func:`~lm_eval_acbench.metrics.matching.matching_gap` exceeds ``2 * k * noise`` for
+    matchings of at most ``k`` pairs (no other matching can overtake the optimum). Every
+    matrix the reference computes for this pair (one per gold order, plus the graph's) is
+    checked; orders that are permutations of the same texts share one check (a permutation of
+    the gold columns permutes the matchings and keeps the gap). Repeated node texts that
+    take part in the matching give gap 0, so such pairs are always fragile.
+    """
+    if pred is None or gold is None:
+        return False
+    matrices: dict[tuple, np.ndarray] = {}
+    reference_node_scores(pred, gold, _recording(sim, matrices))
+    reference_graph_scores(pred, gold, _recording(sim, matrices))
+    return _any_fragile(matrices, noise)
+
+
 def node_texts(workflows: Sequence[str]) -> list[str]:
     """The distinct node texts :func:`score_batch` embeds for these workflows, in first-seen order."""
     texts: dict[str, None] = {}
@@ -445,6 +499,7 @@ def score_batch(
     encode: Callable[[Sequence[str]], np.ndarray],
     timings: dict | None = None,
     cosine: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    reference_encode: Callable[[Sequence[str]], np.ndarray] | None = None,
 ) -> list[dict]:
     """Score prediction/gold pairs with one embedding call for all distinct node texts.
 
@@ -457,6 +512,19 @@ def score_batch(
     ``cosine(a, b)``, when given, computes the cosine matrix of two row stacks (default: ``a @ b.T``
     of the unit rows); the tasks pass :func:`lm_eval_acbench.embeddings.cosine_matrix`, which gives
     the reference's own floats, so that its tie-breaking between repeated texts is reproduced.
+
+    ``reference_encode(texts)``, when given, is one encode call shaped as the reference makes it
+    (WorfBench's ``match_node``: ``model.encode(texts, convert_to_tensor=True)`` on exactly the
+    list it compares, once for the predicted and once for the gold side of every matrix). The
+    embedding of a text varies in its last bits with the other texts of its encode call, and
+    where the reference matching has tied or nearly tied optima (:func:`reference_is_fragile`
+    on the batched similarities: repeated node texts) those bits decide the pairing. Such pairs
+    get their reference scores (``node_*``, ``graph_*``) from similarities of vectors made in
+    the reference's call shape, memoised per exact list; every other pair's matching cannot
+    change within :data:`FLOAT_NOISE` and keeps the batched vectors. The quirk-free ``*_fixed``
+    scores always use the batched vectors. Each result then also says ``upstream_shape``
+    (whether its reference scores came from such calls); ``timings`` gets ``upstream_items``,
+    ``upstream_calls`` and ``upstream_s``.
     """
     import time
 
@@ -487,8 +555,27 @@ def score_batch(
         b = vectors[[row[t] for t in right]] if right else np.zeros((0, vectors.shape[1]), np.float32)
         return np.maximum(cosine(a, b) if cosine is not None else a @ b.T, 0.0)
 
+    calls: dict[tuple[str, ...], np.ndarray] = {}
+    upstream_s = 0.0
+
+    def call(texts: Sequence[str]) -> np.ndarray:
+        key = tuple(texts)
+        if key not in calls:
+            calls[key] = np.asarray(reference_encode(list(texts)), dtype=np.float32)
+        return calls[key]
+
+    def upstream_sim(left: Sequence[str], right: Sequence[str]) -> np.ndarray:
+        """The reference's ``np.maximum(cos_sim(encode(left), encode(right)), 0)``."""
+        a, b = call(left), call(right)
+        if cosine is not None:
+            return np.maximum(cosine(a, b), 0.0)
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return np.maximum(a @ b.T, 0.0)
+
     t0 = time.perf_counter()
     results = []
+    upstream_items = 0
     for item in items:
         pred_ref, gold_ref = item["pred_ref"], item["gold_ref"]
         reason = item["problem"]
@@ -498,8 +585,18 @@ def score_batch(
             reason = "prediction unparseable (no 'Node' or no edge)"
         elif not reason and not [n for n in pred_ref.nodes if n not in ("START", "END")]:
             reason = "no node line of the form '<n>: text' (a space after the separator is required)"
-        node = reference_node_scores(pred_ref, gold_ref, sim)
-        graph = reference_graph_scores(pred_ref, gold_ref, sim)
+        matrices: dict[tuple, np.ndarray] = {}
+        batched_sim = _recording(sim, matrices) if reference_encode is not None else sim
+        node = reference_node_scores(pred_ref, gold_ref, batched_sim)
+        graph = reference_graph_scores(pred_ref, gold_ref, batched_sim)
+        # Same test as reference_is_fragile, on the matrices just computed.
+        upstream = reference_encode is not None and _any_fragile(matrices, FLOAT_NOISE)
+        if upstream:
+            t1 = time.perf_counter()
+            node = reference_node_scores(pred_ref, gold_ref, upstream_sim)
+            graph = reference_graph_scores(pred_ref, gold_ref, upstream_sim)
+            upstream_s += time.perf_counter() - t1
+            upstream_items += 1
         fixed_node = fixed_node_scores(item["pred_fix"], item["gold_fix"], sim)
         fixed_graph = fixed_graph_scores(item["pred_fix"], item["gold_fix"], sim)
         results.append(
@@ -516,8 +613,13 @@ def score_batch(
                 "reason": reason,
             }
         )
+        if reference_encode is not None:
+            results[-1]["upstream_shape"] = upstream
     if timings is not None:
         timings["texts"] = timings.get("texts", 0) + len(ordered)
         timings["embed_s"] = timings.get("embed_s", 0.0) + embed_s
-        timings["score_s"] = timings.get("score_s", 0.0) + parse_s + time.perf_counter() - t0
+        timings["score_s"] = timings.get("score_s", 0.0) + parse_s + time.perf_counter() - t0 - upstream_s
+        timings["upstream_items"] = timings.get("upstream_items", 0) + upstream_items
+        timings["upstream_calls"] = timings.get("upstream_calls", 0) + len(calls)
+        timings["upstream_s"] = timings.get("upstream_s", 0.0) + upstream_s
     return results

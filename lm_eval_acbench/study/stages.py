@@ -226,15 +226,14 @@ def merge_logs(ctx: StageContext, model: str) -> tuple[Path, dict[str, Path], di
     """One logit log per variant, from the per-task logs of the finished evaluation cells.
 
     Every evaluation cell logs into its own folder (so a rerun of one cell replaces only its
-    own records). The analysis wants one log per model variant, so the base's task logs are
-    joined into ``logits-merged/<model>/base``, and each recipe's into its own folder keeping
-    only the records whose prompt is the base's prompt for the same key (multi-turn episodes
-    diverge after the first turn; their later prompts cannot be compared). Returns
-    ``(base, {variant: folder}, stats)``.
+    own records). The analysis wants one log per model variant, so each variant's task logs
+    (of the tasks the base logged too) are joined into ``logits-merged/<model>/<variant>``,
+    every record kept: the analysis itself leaves out the keys whose prompts differ (a recipe's
+    episode that took another action sees other prompts from then on) and counts them as such.
+    Dropping them here would make them look like steps the recipe never played. Returns
+    ``(base, {variant: folder}, stats)``; ``stats[variant]`` counts the records whose key the
+    base has with the same prompt, with another prompt, and keys the base does not have.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from lm_eval_acbench.analysis import logio
 
     layout = ctx.layout
@@ -271,24 +270,24 @@ def merge_logs(ctx: StageContext, model: str) -> tuple[Path, dict[str, Path], di
         if variant == BASE:
             continue
         logs = {t: f for t, f in finished_logs(variant).items() if t in base_logs}
-        kept = dropped = 0
+        counts = {"records": 0, "same_prompt_as_base": 0, "other_prompt": 0, "not_in_base": 0}
         out = root / variant
         for task, folder in logs.items():
-            for shard in logio.shards(folder):
-                table = pq.read_table(shard)
-                keys = table.column("key").to_pylist()
-                hashes = table.column("prompt_hash").to_pylist()
-                mask = [base_hash.get(k) == h for k, h in zip(keys, hashes)]
-                dropped += mask.count(False)
-                if any(mask):
-                    out.mkdir(parents=True, exist_ok=True)
-                    pq.write_table(table.filter(pa.array(mask)), out / f"part-{task}-{shard.name}",
-                                   compression="zstd")
-                    kept += sum(mask)
-            if out.is_dir() and not (out / logio.META).exists():
+            index = logio.read_index(folder)
+            if index.empty:
+                continue
+            out.mkdir(parents=True, exist_ok=True)
+            if not (out / logio.META).exists():
                 shutil.copy2(folder / logio.META, out / logio.META)
-        stats[variant] = {"tasks": sorted(logs), "records": kept, "dropped_other_prompt": dropped}
-        if kept:
+            for shard in logio.shards(folder):
+                _link_or_copy(shard, out / f"part-{task}-{shard.name}")
+            for key, h in zip(index["key"], index["prompt_hash"]):
+                theirs = base_hash.get(key)
+                which = "not_in_base" if theirs is None else "same_prompt_as_base" if theirs == h else "other_prompt"
+                counts[which] += 1
+            counts["records"] += len(index)
+        stats[variant] = {"tasks": sorted(logs), **counts}
+        if counts["same_prompt_as_base"]:
             compressed[variant] = out
     return base_dir, compressed, stats
 

@@ -16,9 +16,11 @@ Tasks ``acbench_workflow_<subset>`` (YAML in ``task_yamls/workflow/``) use these
   ``<metric>,none``) scores all of a task's responses at once: every distinct node text of the
   task is embedded once, in batches, and texts already embedded for an earlier task of the same
   run are reused; the gold node texts' rows are kept on disk across runs
-  (:func:`lm_eval_acbench.embeddings.stored_embed`). The filter hands each instance its score dict; :func:`process_results` only
-  reads it, so the samples log carries every item's scores as plain numbers and every metric
-  aggregates with ``mean``. The dict also names the embedding model used.
+  (:func:`lm_eval_acbench.embeddings.stored_embed`); pairs whose reference matching has tied
+  optima (repeated node texts) get their reference scores from encode calls in WorfBench's own
+  shape (:func:`upstream_call_encoder`). The filter hands each instance its score dict;
+  :func:`process_results` only reads it, so the samples log carries every item's scores as plain
+  numbers and every metric aggregates with ``mean``. The dict also names the embedding model used.
 
 Embedding model: ``--metadata '{"embedding_model": NAME_OR_PATH}'`` or
 ``ACBENCH_EMBEDDING_MODEL`` (see :mod:`lm_eval_acbench.embeddings`).
@@ -196,6 +198,33 @@ def cached_encoder(model: str | None):
     return encode, resolved
 
 
+_call_cache: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+
+
+def upstream_call_encoder(model: str | None):
+    """``encode(texts)``: one encode call shaped as WorfBench's evaluator makes it, memoised per list.
+
+    For :func:`~lm_eval_acbench.metrics.workflow.score_batch`'s ``reference_encode``: used only for
+    the pairs whose reference matching has (nearly) tied optima. The same list always gives the
+    same rows (one process, one model), so a repeat is read from memory.
+    """
+    from lm_eval_acbench import embeddings
+
+    resolved = embeddings.resolve_embedding_model(model)
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        key = (resolved, tuple(texts))
+        with _cache_lock:
+            rows = _call_cache.get(key)
+        if rows is None:
+            rows = embeddings.encode_call(list(texts), model=model)
+            with _cache_lock:
+                _call_cache[key] = rows
+        return rows
+
+    return encode
+
+
 def gold_node_texts(golds: Sequence[str]) -> list[str]:
     """Every distinct node text that scoring ``golds`` embeds (both parsers' readings)."""
     from lm_eval_acbench.metrics.workflow import node_texts
@@ -224,7 +253,8 @@ def score_responses(resps: list, docs: list[dict]) -> list[dict]:
     answers = [thinking.answer(d, _response_text(r)) for r, d in zip(resps, docs)]
     golds = [doc_to_target(d) for d in docs]
     encode.seed(gold_node_texts(golds))  # type: ignore[attr-defined]
-    results = score_batch(answers, golds, encode, cosine=cosine_matrix)
+    results = score_batch(answers, golds, encode, cosine=cosine_matrix,
+                          reference_encode=upstream_call_encoder(model))
     for result in results:
         result["embedding_model"] = resolved
     return results
