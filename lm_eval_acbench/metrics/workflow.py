@@ -72,8 +72,8 @@ MAX_NODES = 100
 # Bound on how far one cosine may move when the same texts are embedded in differently shaped
 # encode calls (other texts in the batch, so another padding length). Measured with
 # all-mpnet-base-v2 on the 2-core CPU (docs/workflow.md): at most 4.8e-7 between the batched rows
-# and upstream's call shape over the 235 tied WorfBench rows, 6.0e-7 between batched and per-item
-# rows on 42 pairs; FLOAT_NOISE leaves over 15x room.
+# and upstream's call shape over the 235 tied WorfBench rows, at most 9.2e-7 between batched and
+# per-item rows over all 2,846 pairs of the benchmark; FLOAT_NOISE leaves 10x room.
 FLOAT_NOISE = 1e-5
 
 # The reference's node regex is ``\d+[:.] (.+)``. With re.findall a match can only start at the
