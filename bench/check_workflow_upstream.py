@@ -46,13 +46,15 @@ KEYS = ("node_f1", "node_precision", "node_recall", "graph_f1", "graph_precision
 
 
 def chain(texts: list[str]) -> str:
+    """A WorfBench answer whose nodes are ``texts`` in a single chain START -> 1 -> ... -> END."""
     n = len(texts)
     edges = ["(START,1)"] + [f"({i},{i + 1})" for i in range(1, n)] + [f"({n},END)"]
     return "Node:\n" + "".join(f"{i}: {t}\n" for i, t in enumerate(texts, 1)) + "Edge: " + " ".join(edges)
 
 
-def predictions_for(gold: str, rng: random.Random) -> dict[str, str]:
-    """The gold itself and four imperfect predictions built around its first repeated step."""
+def variants(gold: str) -> dict[str, str]:
+    """Predictions built around a gold's first repeated node text: the gold itself, that step
+    written twice in a row, the gold without its first occurrence, the whole chain reversed."""
     from lm_eval_acbench.metrics.workflow import parse_reference
 
     nodes = parse_reference(gold).inner
@@ -62,8 +64,12 @@ def predictions_for(gold: str, rng: random.Random) -> dict[str, str]:
         "repeat": chain(nodes[: first + 1] + [nodes[first]] + nodes[first + 1:]),
         "drop": chain(nodes[:first] + nodes[first + 1:]),
         "reverse": chain(nodes[::-1]),
-        "perturbed": perturb(gold, rng),
     }
+
+
+def predictions_for(gold: str, rng: random.Random) -> dict[str, str]:
+    """:func:`variants` and ``bench_workflow.perturb``'s rewording/swap/drop of the gold."""
+    return {**variants(gold), "perturbed": perturb(gold, rng)}
 
 
 def has_repeated_text(gold: str) -> bool:

@@ -13,6 +13,7 @@ similarity (:func:`exact`) is fed to our scorers here.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import shared_data_path
+from helpers import REPO_ROOT, shared_data_path
 
 from lm_eval_acbench.metrics import workflow as W
+
+# The prediction builders are the upstream check script's, so the test and the check hold the
+# same rows against upstream.
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from check_workflow_upstream import chain, has_repeated_text, variants  # noqa: E402
 
 UPSTREAM = "zjunlp/WorfBench @ the default branch fetched on 2026-12-01"
 FIXTURE = Path(__file__).parent / "fixtures" / "worfbench_upstream_repeated.json"
@@ -33,30 +39,6 @@ def exact(left, right):
     """Cosine of one-hot embeddings: 1.0 for equal texts, else 0.0."""
     table = [[1.0 if a == b else 0.0 for b in right] for a in left]
     return np.array(table, dtype=np.float64).reshape(len(left), len(right))
-
-
-def chain(texts):
-    n = len(texts)
-    edges = ["(START,1)"] + [f"({i},{i + 1})" for i in range(1, n)] + [f"({n},END)"]
-    return "Node:\n" + "".join(f"{i}: {t}\n" for i, t in enumerate(texts, 1)) + "Edge: " + " ".join(edges)
-
-
-def variants(gold_text: str) -> dict[str, str]:
-    """Predictions built from a gold whose node texts repeat: the gold itself, the first repeated
-    step written twice in a row, the gold without the first occurrence of that step, reversed."""
-    nodes = W.parse_reference(gold_text).inner
-    first = next(i for i, t in enumerate(nodes) if nodes.count(t) > 1)
-    return {
-        "self": gold_text,
-        "repeat": chain(nodes[: first + 1] + [nodes[first]] + nodes[first + 1 :]),
-        "drop": chain(nodes[:first] + nodes[first + 1 :]),
-        "reverse": chain(nodes[::-1]),
-    }
-
-
-def has_repeated_text(gold_text: str) -> bool:
-    graph = W.parse_reference(gold_text)
-    return graph is not None and len(set(graph.inner)) < len(graph.inner)
 
 
 def ours(pred_text, gold_text):
