@@ -297,18 +297,23 @@ def analysis_table(summary: dict):
     base_erank = summary.get("erank_per_model", {}).get(summary.get("base", {}).get("label", "base"))
     for label, pair in summary.get("pairs", {}).items():
         row = {"model": label, "sequences": pair["sequences"], "positions": pair["positions"],
-               "ERank base": base_erank, "ERank": pair["erank"]["erank_compressed"],
-               "Diff-eRank": pair["erank"]["diff_erank"]}
-        for k, rc in pair["rank_correlation"].items():
-            row[f"tau@{k}"] = rc["tau_mean_over_positions"]
-            row[f"rho@{k}"] = rc["rho_mean_over_positions"]
-            row[f"not covered@{k}"] = rc["not_covered_share"]
-        e = pair["energy"]
-        row.update({"energy shift": e["mean_shift"], "energy W1": e["wasserstein1"], "energy KS": e["ks"]})
-        ov = pair.get("overlap", {})
-        row["keys left out"] = _left_out(ov)
+               "ERank base": base_erank, **_metric_columns(pair),
+               "keys left out": _left_out(pair.get("overlap", {}))}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _metric_columns(entry: dict) -> dict:
+    """The report's columns for one analysed set of records (a pair, or one task of it):
+    compressed ERank and Diff-eRank, tau / rho / coverage per k, energy shift / W1 / KS."""
+    row = {"ERank": entry["erank"]["erank_compressed"], "Diff-eRank": entry["erank"]["diff_erank"]}
+    for k, rc in entry["rank_correlation"].items():
+        row[f"tau@{k}"] = rc["tau_mean_over_positions"]
+        row[f"rho@{k}"] = rc["rho_mean_over_positions"]
+        row[f"not covered@{k}"] = rc["not_covered_share"]
+    e = entry["energy"]
+    row.update({"energy shift": e["mean_shift"], "energy W1": e["wasserstein1"], "energy KS": e["ks"]})
+    return row
 
 
 def _left_out(overlap: dict) -> int:
@@ -326,15 +331,9 @@ def analysis_task_table(summary: dict):
         for task, t in (pair.get("per_task") or {}).items():
             ov = t["overlap"]
             row = {"model": label, "task": task, "sequences": t.get("sequences"), "positions": t.get("positions"),
-                   "ERank base": t["erank"].get("erank_base"), "ERank": t["erank"].get("erank_compressed"),
-                   "Diff-eRank": t["erank"].get("diff_erank")}
-            for k, rc in t["rank_correlation"].items():
-                row[f"tau@{k}"] = rc.get("tau_mean_over_positions")
-                row[f"not covered@{k}"] = rc.get("not_covered_share")
-            e = t["energy"]
-            row.update({"energy shift": e.get("mean_shift"), "energy W1": e.get("wasserstein1"),
-                        "energy KS": e.get("ks"), "only base": ov.get("n_only_base"),
-                        "only compressed": ov.get("n_only_compressed"), "different prompt": ov.get("n_different_prompt")})
+                   "ERank base": t["erank"].get("erank_base"), **_metric_columns(t),
+                   "only base": ov.get("n_only_base"), "only compressed": ov.get("n_only_compressed"),
+                   "different prompt": ov.get("n_different_prompt")}
             rows.append(row)
     return pd.DataFrame(rows) if rows else None
 
