@@ -140,7 +140,13 @@ def test_special_actions_and_invalid_commands(game_file):
         arrive = env.step("go to countertop 1.")  # the trailing full stop is dropped
         assert arrive.valid and arrive.observation.startswith("You arrive at countertop 1.")
         assert env.step("look").observation == arrive.observation  # look repeats the last location
-        assert "take tomato 1 from countertop 1" in env.step("Check valid actions").observation
+        assert "take tomato 1 from countertop 1" in env.step("check valid actions.").observation
+        # AgentBoard's ALFWorld lists actions for these exact words only: other wordings are
+        # game commands, which the game does not know
+        for wording in ("Check valid actions", "check the valid actions",
+                        "You should use the following commands for help: check valid actions"):
+            other = env.step(wording)
+            assert not other.valid and other.observation.endswith("Nothing happens."), wording
     finally:
         env.close()
 

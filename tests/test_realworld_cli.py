@@ -25,3 +25,15 @@ def test_lm_eval_runs_episodes_and_logs_transcripts(tmp_path):
         assert all({"prompt", "output", "action", "observation", "progress"} <= set(s) for s in steps)
         assert samples[0]["invalid_actions"] == 2.0
         assert transcript["settings"]["max_steps"] == 3
+
+
+def test_invalid_actions_do_not_end_an_episode_by_default(tmp_path):
+    # AgentBoard plays on after invalid actions until the goal or the step limit; only an explicit
+    # max_invalid ends an episode early
+    out = run_lm_eval(["--tasks", "acbench_realworld_pddl", "--model", "dummy", "--limit", "1",
+                       "--metadata", json.dumps({"max_steps": 4})], tmp_path, timeout=300)
+    (sample,) = out["samples"]["acbench_realworld_pddl"]
+    transcript = json.loads(sample["resps"][0][0])
+    assert transcript["settings"]["max_invalid"] == 0 and transcript["settings"]["memory"] == 50
+    assert len(transcript["trajectory"]) == 4 and transcript["end_reason"] == "step limit"
+    assert sample["invalid_actions"] == 4.0

@@ -5,8 +5,9 @@ An episode plays one game file with TextWorld's PDDL engine and alfworld's wrapp
 observation is the room description, the goal the game's "Your task is to: ..." line.
 Actions are ALFWorld's commands (``go to countertop 1``, ``take apple 1 from countertop 1``,
 ``clean apple 1 with sinkbasin 1``...); a trailing full stop is dropped. ``check valid actions``
-lists the admissible commands, ``look`` repeats the last location observation, and the game's
-"Nothing happens." counts as an invalid action.
+(these exact words, as AgentBoard's ALFWorld reads them) lists the admissible commands, ``look``
+repeats the last location observation, and the game's "Nothing happens." counts as an invalid
+action.
 
 Progress (AgentBoard): the record's ``subgoals`` are regular expressions searched in each
 processed observation; ``progress = matched / (len(subgoals) + 1)``, and 1.0 once the game is
@@ -216,8 +217,9 @@ class AlfWorldEpisode:
 
     def step(self, action: str) -> Step:
         command = " ".join(action.split()).rstrip(".").strip()
-        lowered = command.lower()
-        if "check" in lowered and "action" in lowered:  # AgentBoard's special action, loosely worded
+        # AgentBoard's ALFWorld takes only the exact words as its special action (its BabyAI, PDDL
+        # and Jericho take looser wordings); anything else goes to the game
+        if action.strip().rstrip(".").strip() == CHECK_ACTIONS:
             extra = [a for a in ("look", CHECK_ACTIONS) if a not in self.admissible]
             listing = ", ".join(self.admissible + extra)
             return Step(f"Choose an action from these valid actions: {listing}", self.progress())

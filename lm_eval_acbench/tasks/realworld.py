@@ -36,8 +36,9 @@ HUB_ID = "hkust-nlp/agentboard"
 # is not one (and decoding it would take seconds).
 MAX_TRANSCRIPT_CHARS = 5_000_000
 LOOP_KEYS = ("max_steps", "memory", "max_invalid", "step_timeout", "log_prompts")
-# AgentBoard's defaults: 30 steps, a memory of 100 interaction items (50 action/observation pairs)
-LOOP_DEFAULTS = {"max_steps": 30, "memory": 50}
+# AgentBoard's defaults: 30 steps, a memory of 100 interaction items (50 action/observation pairs),
+# and no early end for invalid actions (AgentBoard plays on until the goal or the step limit)
+LOOP_DEFAULTS = {"max_steps": 30, "memory": 50, "max_invalid": 0}
 
 # env name -> AgentBoard's data folder name
 DATA_FOLDERS = {
