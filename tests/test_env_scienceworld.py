@@ -103,3 +103,12 @@ def test_gold_path_meets_agentboards_subgoals_in_order():
         assert trace[focused][1] == 1.0 and focused == len(trace) - 1
     finally:
         env.close()
+
+
+def test_the_jvm_writes_no_perf_data_file():
+    # a locked perf-data file of a recycled pid made the JVM print a warning where py4j reads the port
+    from lm_eval_acbench.envs.scienceworld import NO_PERF_DATA, java_tool_options
+
+    assert java_tool_options(None) == NO_PERF_DATA
+    assert java_tool_options("-Xmx2g") == f"-Xmx2g {NO_PERF_DATA}"
+    assert java_tool_options(f"-Xmx2g {NO_PERF_DATA}") == f"-Xmx2g {NO_PERF_DATA}"

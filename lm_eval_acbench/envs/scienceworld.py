@@ -20,6 +20,7 @@ runs over many episodes want ``--limit`` or a machine with memory to match.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 
 from lm_eval_acbench.envs.base import INVALID_ACTION, EnvUnavailable, Step
@@ -32,6 +33,19 @@ CHECK_ACTIONS = "check valid actions"
 # with a traceback; keep that out of run logs unless the user configured py4j's logger.
 if logging.getLogger("py4j").level == logging.NOTSET:
     logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+# py4j reads the server's port from the first line the JVM writes to stdout, and the JVM writes
+# its own warnings there too: "Cannot use file /tmp/hsperfdata_root/<pid> because it is locked by
+# another process" (a recycled pid, seen when many servers start one after another) made the port
+# unreadable and the episode fail to start. Without the perf-data file there is no such warning.
+NO_PERF_DATA = "-XX:-UsePerfData"
+
+
+def java_tool_options(current: str | None) -> str:
+    """``JAVA_TOOL_OPTIONS`` with :data:`NO_PERF_DATA` added once; the user's options stay."""
+    options = (current or "").split()
+    return " ".join(options if NO_PERF_DATA in options else [*options, NO_PERF_DATA])
 
 
 def _require():
@@ -50,6 +64,8 @@ class ScienceWorldEpisode:
     def __init__(self, task_name: str, variation: int, simplification: str, step_limit: int = 100,
                  gold_path: bool = False, subgoals: list | None = None, goal: str | None = None) -> None:
         ScienceWorldEnv = _require()
+        # the JVM inherits this process's environment (py4j gives it no other)
+        os.environ["JAVA_TOOL_OPTIONS"] = java_tool_options(os.environ.get("JAVA_TOOL_OPTIONS"))
         self.env = ScienceWorldEnv("", envStepLimit=step_limit)
         try:
             self.env.load(task_name, int(variation), simplification, generateGoldPath=gold_path)
